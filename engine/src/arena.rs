@@ -1,0 +1,149 @@
+//! Slabs for resting orders and price levels.
+//!
+//! Both are `Vec`s addressed by `u32` slot with an intrusive free list, so once the
+//! engine has seen its high-water mark of live orders and levels, adding and removing them
+//! allocates nothing. Orders are linked three ways by slot: FIFO within their level
+//! (`prev`/`next`), and in their account's list (`acct_prev`/`acct_next`).
+
+use tachyon_proto::{ClientOrderId, OrderId, Price, Qty, SelfTradePrevention, Side};
+
+/// "No slot".
+pub(crate) const NIL: u32 = u32::MAX;
+
+/// A resting order (the hot part; the client order id lives in a parallel vector).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Order {
+    pub id: OrderId,
+    pub price: Price,
+    /// Total quantity (filled + remaining).
+    pub qty: Qty,
+    pub remaining: Qty,
+    pub prev: u32,
+    pub next: u32,
+    pub acct_prev: u32,
+    pub acct_next: u32,
+    pub level: u32,
+    pub account: u32,
+    pub book: u32,
+    pub side: Side,
+    pub stp: SelfTradePrevention,
+    pub post_only: bool,
+}
+
+/// A price level: a FIFO of orders at one price and their total remaining quantity.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Level {
+    pub price: Price,
+    pub total: Qty,
+    pub head: u32,
+    pub tail: u32,
+}
+
+/// Orders, indexed by slot.
+#[derive(Debug, Default)]
+pub(crate) struct Orders {
+    slots: Vec<Order>,
+    client_ids: Vec<Option<ClientOrderId>>,
+    free: u32,
+    live: usize,
+}
+
+impl Orders {
+    pub fn new() -> Self {
+        Self { slots: Vec::new(), client_ids: Vec::new(), free: NIL, live: 0 }
+    }
+
+    pub fn alloc(&mut self, order: Order, client_order_id: Option<ClientOrderId>) -> u32 {
+        self.live += 1;
+        if self.free == NIL {
+            let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 resting orders");
+            self.slots.push(order);
+            self.client_ids.push(client_order_id);
+            slot
+        } else {
+            let slot = self.free;
+            self.free = self.slots[slot as usize].next;
+            self.slots[slot as usize] = order;
+            self.client_ids[slot as usize] = client_order_id;
+            slot
+        }
+    }
+
+    pub fn free(&mut self, slot: u32) {
+        self.live -= 1;
+        self.slots[slot as usize].next = self.free;
+        self.slots[slot as usize].remaining = Qty::ZERO;
+        self.client_ids[slot as usize] = None;
+        self.free = slot;
+    }
+
+    pub fn client_order_id(&self, slot: u32) -> Option<ClientOrderId> {
+        self.client_ids[slot as usize]
+    }
+
+    pub fn live(&self) -> usize {
+        self.live
+    }
+}
+
+impl std::ops::Index<u32> for Orders {
+    type Output = Order;
+    #[inline]
+    fn index(&self, slot: u32) -> &Order {
+        &self.slots[slot as usize]
+    }
+}
+
+impl std::ops::IndexMut<u32> for Orders {
+    #[inline]
+    fn index_mut(&mut self, slot: u32) -> &mut Order {
+        &mut self.slots[slot as usize]
+    }
+}
+
+/// Levels, indexed by slot.
+#[derive(Debug, Default)]
+pub(crate) struct Levels {
+    slots: Vec<Level>,
+    free: u32,
+}
+
+impl Levels {
+    pub fn new() -> Self {
+        Self { slots: Vec::new(), free: NIL }
+    }
+
+    pub fn alloc(&mut self, price: Price) -> u32 {
+        let level = Level { price, total: Qty::ZERO, head: NIL, tail: NIL };
+        if self.free == NIL {
+            let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 price levels");
+            self.slots.push(level);
+            slot
+        } else {
+            let slot = self.free;
+            self.free = self.slots[slot as usize].head;
+            self.slots[slot as usize] = level;
+            slot
+        }
+    }
+
+    pub fn free(&mut self, slot: u32) {
+        self.slots[slot as usize].head = self.free;
+        self.free = slot;
+    }
+}
+
+impl std::ops::Index<u32> for Levels {
+    type Output = Level;
+    #[inline]
+    fn index(&self, slot: u32) -> &Level {
+        &self.slots[slot as usize]
+    }
+}
+
+impl std::ops::IndexMut<u32> for Levels {
+    #[inline]
+    fn index_mut(&mut self, slot: u32) -> &mut Level {
+        &mut self.slots[slot as usize]
+    }
+}

@@ -1,0 +1,31 @@
+//! Tachyon's wire contract, shared by every other crate.
+//!
+//! Layout:
+//! - [`ids`]: order, trade, account and symbol identifiers, and client order ids.
+//! - [`fixed`]: [`Price`] (ticks) and [`Qty`] (lots) as integer newtypes, and the exact
+//!   decimal-string conversion of the JSON edge ([`Step`]).
+//! - [`symbol`]: per-symbol specifications (tick, lot, limits), the default symbol set and
+//!   the symbol → partition function.
+//! - [`command`] and [`event`]: what goes into the matching engine and what comes out.
+//! - [`wire`]: rkyv encodings for the backbone, validated on read.
+//! - [`api`]: the serde JSON types of the public API (`shared/API.md`).
+//! - [`time`]: [`Timestamp`] and its RFC 3339 rendering.
+//!
+//! Invariants: prices and quantities are integers everywhere except in [`api`] strings;
+//! a decimal string that is off the grid or out of range is an error, never rounded.
+
+pub mod api;
+pub mod command;
+pub mod event;
+pub mod fixed;
+pub mod ids;
+pub mod symbol;
+pub mod time;
+pub mod wire;
+
+pub use command::{Amend, Cancel, CancelAll, Command, NewOrder, OrderType, SelfTradePrevention, TimeInForce};
+pub use event::{Accepted, Amended, Bbo, CancelReason, Cancelled, Event, LevelChange, RejectReason, Rejected, Trade};
+pub use fixed::{Price, Qty, Side, Step};
+pub use ids::{AccountId, ClientOrderId, OrderId, SymbolId, TradeId};
+pub use symbol::{partition_for, SymbolSpec};
+pub use time::Timestamp;

@@ -1,0 +1,68 @@
+//! Timestamps.
+//!
+//! A [`Timestamp`] is nanoseconds since the Unix epoch, stamped by the gateway on each
+//! command (the engine never reads a clock). The API renders it as RFC 3339 UTC with
+//! microseconds: `2026-11-21T10:00:00.123456Z`.
+
+use std::fmt;
+
+/// Nanoseconds since 1970-01-01T00:00:00Z.
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+)]
+#[rkyv(derive(Debug))]
+pub struct Timestamp(pub i64);
+
+impl Timestamp {
+    /// The current wall-clock time (for the gateway; never called inside the engine).
+    pub fn now() -> Self {
+        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        Self(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
+    }
+
+    /// RFC 3339 UTC with microseconds.
+    pub fn to_rfc3339(self) -> String {
+        self.to_string()
+    }
+}
+
+impl fmt::Display for Timestamp {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let micros = self.0.div_euclid(1_000);
+        let secs = micros.div_euclid(1_000_000);
+        let sub = micros.rem_euclid(1_000_000);
+        let days = secs.div_euclid(86_400);
+        let sod = secs.rem_euclid(86_400);
+        let (y, m, d) = civil_from_days(days);
+        write!(f, "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{sub:06}Z", sod / 3600, (sod % 3600) / 60, sod % 60)
+    }
+}
+
+/// Days since the epoch → (year, month, day) in the proleptic Gregorian calendar
+/// (H. Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_rfc3339_with_micros() {
+        assert_eq!(Timestamp(0).to_string(), "1970-01-01T00:00:00.000000Z");
+        // 2026-11-21T10:00:00.123456Z
+        assert_eq!(Timestamp(1_795_255_200_123_456_789).to_string(), "2026-11-21T10:00:00.123456Z");
+        assert_eq!(Timestamp(951_782_400_000_000_000).to_string(), "2000-02-29T00:00:00.000000Z");
+        assert_eq!(Timestamp(-1_000).to_string(), "1969-12-31T23:59:59.999999Z");
+    }
+}
