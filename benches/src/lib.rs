@@ -83,8 +83,10 @@ impl Prepared {
     /// If the starting snapshot does not restore (it was taken from the same config).
     pub fn engine(&self) -> Engine {
         let mut engine = Engine::restore(self.config.clone(), &self.start).expect("snapshot of the same config");
+        // Room for the book to double (flows hover around their starting size).
         let orders: usize = self.start.books.iter().map(|b| b.orders.len()).sum();
-        engine.reserve(orders * 2 + 1024, 16 * 1024);
+        let levels = self.start.books.iter().map(|b| b.orders.len()).max().unwrap_or(0);
+        engine.reserve(orders * 2 + 1024, levels.min(4096) + 256);
         engine
     }
 }

@@ -83,7 +83,7 @@ impl Engine {
             (Outcome::Done, OrderType::Limit, TimeInForce::Fok) => CancelReason::Fok,
             (Outcome::Done, OrderType::Limit, TimeInForce::Gtc) => {
                 let price = o.price.expect("check_new guarantees a limit order has a price");
-                self.rest_new(
+                let total = self.rest_new(
                     Order {
                         id: o.order_id,
                         price,
@@ -91,8 +91,6 @@ impl Engine {
                         remaining: taker.remaining,
                         prev: NIL,
                         next: NIL,
-                        acct_prev: NIL,
-                        acct_next: NIL,
                         level: NIL,
                         account,
                         book,
@@ -102,16 +100,11 @@ impl Engine {
                     },
                     o.client_order_id,
                 );
-                let total = self.level_total(book, o.side, price);
                 self.emit_level(book, o.side, price, total, out);
                 return;
             }
         };
         out.emit(cancel(reason, taker.remaining));
-    }
-
-    fn level_total(&self, book: u32, side: tachyon_proto::Side, price: Price) -> Qty {
-        self.books[book as usize].ladder(side).find(price).map_or(Qty::ZERO, |l| self.levels[l].total)
     }
 
     /// Would a taker on `side` at `price` trade against the opposite best?
@@ -139,7 +132,7 @@ impl Engine {
         if o.price.is_some_and(|p| p.notional(o.qty) > spec.max_notional) {
             return Err(RejectReason::NotionalAboveMax);
         }
-        if self.order_index.contains_key(&o.order_id) {
+        if self.order_index.contains(o.order_id.0) {
             return Err(RejectReason::DuplicateOrderId);
         }
         if o.client_order_id.is_some_and(|cid| self.client_ids.contains_key(&(account, cid))) {
@@ -157,7 +150,7 @@ impl Engine {
 
     /// The slot of an open order of `account`, or why a cancel/amend of it is refused.
     fn own_open_order(&self, order_id: OrderId, account: u32) -> Result<u32, RejectReason> {
-        let slot = *self.order_index.get(&order_id).ok_or(RejectReason::OrderNotOpen)?;
+        let slot = self.order_index.get(order_id.0).ok_or(RejectReason::OrderNotOpen)?;
         if self.orders[slot].account != account {
             return Err(RejectReason::NotOrderOwner);
         }
@@ -193,12 +186,13 @@ impl Engine {
         };
         let mut slot = self.accounts[account as usize].head;
         while slot != NIL {
-            let Order { acct_next, book, .. } = self.orders[slot];
+            let next = self.orders.account_link(slot).next;
+            let book = self.orders[slot].book;
             if only_book.is_none_or(|b| b == book) {
                 self.touch(book);
                 self.cancel_resting(slot, reason, c.timestamp, out);
             }
-            slot = acct_next;
+            slot = next;
         }
     }
 
@@ -295,8 +289,7 @@ impl Engine {
             order.price = price;
             order.qty = qty;
             order.remaining = taker.remaining;
-            self.link_tail(slot);
-            let total = self.level_total(o.book, o.side, price);
+            let total = self.link_tail(slot);
             self.emit_level(o.book, o.side, price, total, out);
         }
     }

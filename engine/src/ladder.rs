@@ -3,12 +3,13 @@
 //! Levels are kept in a `Vec` sorted by a side-normalised key (the price for bids, its
 //! negation for asks) so that the best level is always the last element: reading the best
 //! price is O(1) with no scan, and creating or removing a level near the touch, where
-//! nearly all activity is, moves only the few levels better than it. A hash map from
+//! nearly all activity is, moves only the few levels better than it. An [`IntMap`] from
 //! price to level slot makes "is there a level at this price?" O(1) for adds and amends.
 //! The map is only looked up, never iterated, so it cannot affect event order.
 
-use rustc_hash::FxHashMap;
 use tachyon_proto::{Price, Side};
+
+use crate::int_map::IntMap;
 
 #[derive(Debug)]
 pub(crate) struct Ladder {
@@ -17,12 +18,12 @@ pub(crate) struct Ladder {
     keys: Vec<i64>,
     /// Level slot for each key.
     slots: Vec<u32>,
-    by_price: FxHashMap<Price, u32>,
+    by_price: IntMap,
 }
 
 impl Ladder {
     pub fn new(side: Side) -> Self {
-        Self { side, keys: Vec::new(), slots: Vec::new(), by_price: FxHashMap::default() }
+        Self { side, keys: Vec::new(), slots: Vec::new(), by_price: IntMap::new() }
     }
 
     #[inline]
@@ -42,14 +43,14 @@ impl Ladder {
     /// Slot of the level at `price`, if there is one.
     #[inline]
     pub fn find(&self, price: Price) -> Option<u32> {
-        self.by_price.get(&price).copied()
+        self.by_price.get(price.0 as u64)
     }
 
     /// Registers a new, empty level. The price must not have a level yet.
     pub fn insert(&mut self, price: Price, slot: u32) {
         let key = self.key(price);
-        let previous = self.by_price.insert(price, slot);
-        debug_assert!(previous.is_none(), "level {price:?} inserted twice");
+        debug_assert!(!self.by_price.contains(price.0 as u64), "level {price:?} inserted twice");
+        self.by_price.insert(price.0 as u64, slot);
         if self.keys.last().is_none_or(|&best| best < key) {
             self.keys.push(key);
             self.slots.push(slot);
@@ -63,7 +64,7 @@ impl Ladder {
     /// Forgets the level at `price`.
     pub fn remove(&mut self, price: Price) {
         let key = self.key(price);
-        self.by_price.remove(&price);
+        self.by_price.remove(price.0 as u64);
         if self.keys.last() == Some(&key) {
             self.keys.pop();
             self.slots.pop();

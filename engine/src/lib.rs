@@ -10,9 +10,11 @@
 //! # Layout
 //! - [`engine`]: the [`Engine`] and the commands (new, cancel, cancel-all, amend).
 //! - `matching`: the matching loop, fill-or-kill pre-check, self-trade prevention.
+//! - `prefetch`: cache hints for [`Engine::process_batch`] (the engine's only `unsafe`).
 //! - `ladder`: one side of a book: price levels sorted best-last, found by price in O(1).
 //! - `arena`: slabs for orders and levels with intrusive free lists (no allocation per
 //!   order once warm).
+//! - `int_map`: the integer-keyed index behind order ids and prices (one cache miss).
 //! - [`snapshot`]: a complete, rkyv-serialisable image of the state, and restore.
 //! - [`hash`]: the canonical state hash shared with the reference model.
 //! - [`reference`]: a simple, obviously-correct model of the same semantics, for tests.
@@ -52,8 +54,10 @@ mod arena;
 mod commands;
 pub mod engine;
 pub mod hash;
+mod int_map;
 mod ladder;
 mod matching;
+mod prefetch;
 pub mod reference;
 pub mod snapshot;
 

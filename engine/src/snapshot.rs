@@ -133,17 +133,10 @@ impl Engine {
                 BookSnapshot { symbol: b.symbol, seq: b.seq, next_trade_id: b.next_trade_id, orders }
             })
             .collect();
-        let accounts = self
-            .accounts
-            .iter()
-            .map(|a| {
-                let mut orders = Vec::with_capacity(a.open as usize);
-                let mut slot = a.head;
-                while slot != NIL {
-                    orders.push(self.orders[slot].id);
-                    slot = self.orders[slot].acct_next;
-                }
-                AccountSnapshot { id: a.id, orders }
+        let accounts = (0..self.accounts.len() as u32)
+            .map(|a| AccountSnapshot {
+                id: self.accounts[a as usize].id,
+                orders: self.account_orders(a).map(|slot| self.orders[slot].id).collect(),
             })
             .collect();
         EngineSnapshot { commands: self.cmd_no, books, accounts }
@@ -196,7 +189,7 @@ impl Engine {
                 if o.remaining.is_zero() || o.remaining > o.qty || o.price.0 <= 0 {
                     return Err(RestoreError::BadOrder(o.id, "bad price or quantities"));
                 }
-                if engine.order_index.contains_key(&o.id) {
+                if engine.order_index.contains(o.id.0) {
                     return Err(RestoreError::BadOrder(o.id, "appears twice"));
                 }
                 let in_order = match last {
@@ -220,8 +213,6 @@ impl Engine {
                         remaining: o.remaining,
                         prev: NIL,
                         next: NIL,
-                        acct_prev: NIL,
-                        acct_next: NIL,
                         level: NIL,
                         account,
                         book,
@@ -231,7 +222,7 @@ impl Engine {
                     },
                     o.client_order_id,
                 );
-                engine.order_index.insert(o.id, slot);
+                engine.order_index.insert(o.id.0, slot);
                 if let Some(cid) = o.client_order_id {
                     if engine.client_ids.insert((account, cid), slot).is_some() {
                         return Err(RestoreError::BadOrder(o.id, "duplicate client order id"));
@@ -246,16 +237,7 @@ impl Engine {
         }
         restored.sort_unstable_by_key(|&(account, pos, _)| (account, pos));
         for (account, _, slot) in restored {
-            let acct = &mut engine.accounts[account as usize];
-            let tail = acct.tail;
-            acct.tail = slot;
-            acct.open += 1;
-            if tail == NIL {
-                acct.head = slot;
-            } else {
-                engine.orders[tail].acct_next = slot;
-            }
-            engine.orders[slot].acct_prev = tail;
+            engine.track(account, slot);
         }
         if let Err(e) = engine.check_invariants() {
             return Err(RestoreError::Corrupt(e));

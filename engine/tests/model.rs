@@ -193,6 +193,24 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    #[test]
+    fn batches_behave_exactly_like_single_commands(seeds in seeds(300), batch in 1usize..40) {
+        let cmds = build(&seeds);
+        let mut single = Engine::new(config(MAX_OPEN));
+        let expected = run_engine(&mut single, &cmds);
+        let mut batched = Engine::new(config(MAX_OPEN));
+        let mut events = Vec::new();
+        for chunk in cmds.chunks(batch) {
+            batched.process_batch(chunk, &mut events);
+        }
+        prop_assert_eq!(events, expected);
+        prop_assert_eq!(batched.snapshot(), single.snapshot());
+    }
+}
+
 #[test]
 fn the_generator_reaches_every_outcome() {
     // Guard against a vacuous property: the random streams must actually produce every

@@ -2,8 +2,9 @@
 //!
 //! `cargo run --release -p tachyon-benches --bin replay -- <file> [--passes 5]`
 //!
-//! Prints each pass's throughput (prefill untimed), the per-command latency from a separate
-//! timed pass, and as its last line `replay <file>: <N> Mops/s median`. Exits non-zero,
+//! Prints each pass's throughput (prefill untimed; commands fed in batches of 256 through
+//! `Engine::process_batch`, as the shard runner does), the per-command latency from a
+//! separate pass timing each `Engine::process` call, and as its last line `replay <file>: <N> Mops/s median`. Exits non-zero,
 //! loudly, when the end state differs from the header's expectation.
 
 use std::path::PathBuf;
@@ -29,13 +30,16 @@ struct Args {
     passes: usize,
 }
 
+/// Commands per `process_batch` call, as the shard runner consumes them.
+const BATCH: usize = 256;
+
 /// One throughput pass: (Mops/s, end state).
 fn pass(replay: &Replay) -> (f64, EndState) {
     let mut engine = replay.run.engine();
     let mut sink = BatchSink::new();
     let started = Instant::now();
-    for cmd in &replay.run.commands {
-        engine.process(cmd, &mut sink);
+    for batch in replay.run.commands.chunks(BATCH) {
+        engine.process_batch(batch, &mut sink);
         sink.maybe_drain();
     }
     sink.drain();
