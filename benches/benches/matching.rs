@@ -2,26 +2,25 @@
 //! `sweep`). Workloads, all generated before timing (see `tachyon_benches::flow`):
 //!
 //! - `mixed`: 16 symbols × 5,000 resting orders; 100,000 commands of about 60% passive
-//!   limits near the touch, 30% cancels, 10% aggressive IOC/market orders.
+//!   limits near the touch, 30% cancels, 10% aggressive IOC/market orders (symbol
+//!   popularity ∝ 1/rank; most cancels pull recent orders; see `flow`).
 //! - `add_cancel`: the same book; 100,000 commands, half passive adds, half cancels.
 //! - `sweep`: market orders each walking 50 single-order levels of a 1,000-level ladder,
 //!   which is refilled after each sweep; throughput counts fills.
 //!
-//! Each iteration starts from the same restored book (restore is not timed).
+//! Commands go through `Engine::process_batch` in batches of 256, as the shard runner feeds
+//! them. Each iteration starts from the same restored book (restore is not timed).
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use tachyon_benches::flow::{self, FlowSpec};
-use tachyon_benches::{BatchSink, Prepared};
+use tachyon_benches::{run_batches, BatchSink, Prepared};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn run(prepared: &Prepared, engine: &mut tachyon_engine::Engine) -> u64 {
     let mut sink = BatchSink::new();
-    for cmd in &prepared.commands {
-        engine.process(cmd, &mut sink);
-        sink.maybe_drain();
-    }
+    run_batches(engine, &prepared.commands, &mut sink);
     sink.drain();
     sink.count
 }

@@ -2,13 +2,18 @@
 //!
 //! A flow is generated against a shadow engine so that every cancel names an order that is
 //! live at that moment and every passive order really rests (priced strictly behind the
-//! opposite best). The result is a [`Prepared`] run: the starting book (prefill, untimed)
+//! opposite best). Each book is held within ±20% of its starting depth (a book about to
+//! leave that band gets a passive order or a cancel instead of the drawn command), so a
+//! long flow is a steady state rather than a growing book. The result is a [`Prepared`] run: the starting book (prefill, untimed)
 //! and the commands to time.
 //!
 //! - [`FlowSpec::mixed`]: 16 symbols, a deep book (5,000 resting orders each, depth about
 //!   exponential with a mean of 20 ticks behind the touch), then about 60% passive limits,
 //!   30% cancels and 10% aggressive orders (IOC limits reaching up to 3 ticks through the
 //!   touch, a tenth of them market orders), from 1,000 accounts with `cancel_newest` STP.
+//!   Symbol popularity falls as 1/rank (a few hot symbols, as on real venues); 70% of
+//!   cancels pull one of the symbol's 64 most recently placed orders (most orders live
+//!   briefly, near the touch) and 30% an order anywhere in the book.
 //! - [`FlowSpec::add_cancel`]: the same book, 50% passive adds and 50% cancels.
 //! - [`sweep`]: one symbol with a ladder of single-order levels; each market order walks
 //!   `levels` levels, which are then refilled.
@@ -72,6 +77,8 @@ pub struct FlowSpec {
     pub cancel_pct: u32,
     /// Mean distance of passive orders behind the touch, in ticks.
     pub depth_mean_ticks: f64,
+    /// Share of cancels that pull a recently placed order, in percent.
+    pub recent_cancel_pct: u32,
     pub seed: u64,
 }
 
@@ -85,6 +92,7 @@ impl FlowSpec {
             passive_pct: 60,
             cancel_pct: 30,
             depth_mean_ticks: 20.0,
+            recent_cancel_pct: 70,
             seed: 7,
         }
     }
@@ -115,20 +123,37 @@ pub fn config(symbols: usize) -> EngineConfig {
     EngineConfig { symbols: specs, limits: RiskLimits { max_open_orders: u32::MAX } }
 }
 
-/// Live resting orders per symbol, with O(1) removal.
+/// How many recently placed orders per symbol are remembered for "recent" cancels.
+const RECENT: usize = 64;
+
+/// Live resting orders per symbol, with O(1) removal, and the most recently placed ones.
 struct Live {
     by_symbol: Vec<Vec<(OrderId, AccountId)>>,
     position: std::collections::HashMap<OrderId, (usize, usize)>,
+    recent: Vec<std::collections::VecDeque<(OrderId, AccountId)>>,
 }
 
 impl Live {
     fn new(symbols: usize) -> Self {
-        Self { by_symbol: vec![Vec::new(); symbols], position: std::collections::HashMap::new() }
+        Self {
+            by_symbol: vec![Vec::new(); symbols],
+            position: std::collections::HashMap::new(),
+            recent: vec![std::collections::VecDeque::with_capacity(RECENT); symbols],
+        }
     }
 
     fn add(&mut self, symbol: usize, id: OrderId, account: AccountId) {
         self.position.insert(id, (symbol, self.by_symbol[symbol].len()));
         self.by_symbol[symbol].push((id, account));
+        let recent = &mut self.recent[symbol];
+        if recent.len() == RECENT {
+            recent.pop_front();
+        }
+        recent.push_back((id, account));
+    }
+
+    fn is_live(&self, id: OrderId) -> bool {
+        self.position.contains_key(&id)
     }
 
     fn remove(&mut self, id: OrderId) {
@@ -231,11 +256,18 @@ impl Generator {
     }
 
     fn cancel(&mut self, symbol: usize) -> Option<Command> {
+        let recent = &self.live.recent[symbol];
+        let pick = if !recent.is_empty() && self.rng.chance(self.spec.recent_cancel_pct) {
+            let candidate = recent[self.rng.below(recent.len() as u64) as usize];
+            self.live.is_live(candidate.0).then_some(candidate)
+        } else {
+            None
+        };
         let list = &self.live.by_symbol[symbol];
         if list.is_empty() {
             return None;
         }
-        let (order_id, account) = list[self.rng.below(list.len() as u64) as usize];
+        let (order_id, account) = pick.unwrap_or_else(|| list[self.rng.below(list.len() as u64) as usize]);
         let cmd = Command::Cancel(Cancel { order_id, account, timestamp: Timestamp(self.next_id as i64) });
         Some(self.apply(cmd))
     }
@@ -243,7 +275,8 @@ impl Generator {
     fn aggressive(&mut self, symbol: usize) -> Command {
         let side = if self.rng.below(2) == 0 { Side::Buy } else { Side::Sell };
         let reach = self.rng.below(4) as i64;
-        let qty = 1 + self.rng.below(150);
+        // Sized so that fills, with cancels, balance the passive flow (~3 orders each).
+        let qty = 1 + self.rng.below(300);
         let price = if self.rng.chance(10) {
             None
         } else {
@@ -257,8 +290,32 @@ impl Generator {
         self.apply(Command::New(order))
     }
 
+    /// A symbol, with popularity falling as 1/rank.
+    fn symbol(&mut self) -> usize {
+        let harmonic: f64 = (1..=self.spec.symbols).map(|r| 1.0 / r as f64).sum();
+        let mut u = ((self.rng.next_u64() >> 11) as f64 / (1u64 << 53) as f64) * harmonic;
+        for rank in 1..=self.spec.symbols {
+            u -= 1.0 / rank as f64;
+            if u <= 0.0 {
+                return rank - 1;
+            }
+        }
+        self.spec.symbols - 1
+    }
+
     fn next(&mut self) -> Command {
-        let symbol = self.rng.below(self.spec.symbols as u64) as usize;
+        let symbol = self.symbol();
+        // Keep each book near its starting depth (±20%), as a steady market does.
+        let live = self.live.by_symbol[symbol].len();
+        let target = self.spec.prefill_per_symbol;
+        if live * 10 < target * 8 {
+            return self.passive(symbol);
+        }
+        if live * 10 > target * 12 {
+            if let Some(cmd) = self.cancel(symbol) {
+                return cmd;
+            }
+        }
         let roll = self.rng.below(100) as u32;
         if roll < self.spec.passive_pct {
             self.passive(symbol)
@@ -348,13 +405,14 @@ mod tests {
         let resting: usize = run.start.books.iter().map(|b| b.orders.len()).sum();
         assert_eq!(resting, 16 * 500, "every prefill order rests");
         let mut engine = run.engine();
-        let (mut cancels, mut rejected, mut trades, mut news) = (0, 0, 0, 0);
+        let (mut cancels, mut rejected, mut trades, mut news, mut takers) = (0, 0, 0, 0, 0);
         let mut out = Vec::new();
         for cmd in &run.commands {
             out.clear();
             engine.process(cmd, &mut out);
             match cmd {
                 Command::Cancel(_) => cancels += 1,
+                Command::New(n) if n.time_in_force == TimeInForce::Ioc => takers += 1,
                 Command::New(_) => news += 1,
                 _ => {}
             }
@@ -362,8 +420,13 @@ mod tests {
             trades += out.iter().filter(|e| matches!(e, Event::Trade(_))).count();
         }
         assert_eq!(rejected, 0, "the flow only cancels live orders and places valid ones");
+        // 20,000 commands: about 60% passive, 30% cancels, 10% aggressive.
+        assert!((11_000..13_000).contains(&news), "about 60% passive: {news}");
         assert!((5_000..7_000).contains(&cancels), "about 30% cancels: {cancels}");
-        assert!(news > 12_000 && trades > 1_000, "{news} new orders, {trades} trades");
+        assert!((1_600..2_400).contains(&takers), "about 10% aggressive: {takers}");
+        assert!(trades > 2_000, "{trades} trades");
+        let resting: usize = engine.snapshot().books.iter().map(|b| b.orders.len()).sum();
+        assert!((16 * 400..16 * 600).contains(&resting), "the book stays near its depth: {resting}");
     }
 
     #[test]

@@ -68,6 +68,17 @@ impl EventSink for BatchSink {
     }
 }
 
+/// Commands per `Engine::process_batch` call, as the shard runner consumes them.
+pub const BATCH: usize = 256;
+
+/// Runs commands through an engine in batches, draining the sink between batches.
+pub fn run_batches(engine: &mut Engine, commands: &[tachyon_proto::Command], sink: &mut BatchSink) {
+    for batch in commands.chunks(BATCH) {
+        engine.process_batch(batch, sink);
+        sink.maybe_drain();
+    }
+}
+
 /// A prepared run: an engine state to start from and the commands to time.
 #[derive(Debug)]
 pub struct Prepared {
@@ -83,10 +94,10 @@ impl Prepared {
     /// If the starting snapshot does not restore (it was taken from the same config).
     pub fn engine(&self) -> Engine {
         let mut engine = Engine::restore(self.config.clone(), &self.start).expect("snapshot of the same config");
-        // Room for the book to double (flows hover around their starting size).
+        // Flows hover within ±20% of their starting size: reserve a little more than that.
         let orders: usize = self.start.books.iter().map(|b| b.orders.len()).sum();
         let levels = self.start.books.iter().map(|b| b.orders.len()).max().unwrap_or(0);
-        engine.reserve(orders * 2 + 1024, levels.min(4096) + 256);
+        engine.reserve(orders + orders / 2 + 1024, levels.min(4096) + 256);
         engine
     }
 }

@@ -15,7 +15,7 @@ use anyhow::{Context, Result};
 use clap::Parser;
 use tachyon_benches::stats::{latency_histogram, median, summary};
 use tachyon_benches::workload::{self, EndState, Replay};
-use tachyon_benches::BatchSink;
+use tachyon_benches::{run_batches, BatchSink};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -30,18 +30,12 @@ struct Args {
     passes: usize,
 }
 
-/// Commands per `process_batch` call, as the shard runner consumes them.
-const BATCH: usize = 256;
-
 /// One throughput pass: (Mops/s, end state).
 fn pass(replay: &Replay) -> (f64, EndState) {
     let mut engine = replay.run.engine();
     let mut sink = BatchSink::new();
     let started = Instant::now();
-    for batch in replay.run.commands.chunks(BATCH) {
-        engine.process_batch(batch, &mut sink);
-        sink.maybe_drain();
-    }
+    run_batches(&mut engine, &replay.run.commands, &mut sink);
     sink.drain();
     let secs = started.elapsed().as_secs_f64();
     let mops = replay.run.commands.len() as f64 / secs / 1e6;
