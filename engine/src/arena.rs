@@ -30,6 +30,9 @@ pub(crate) struct Order {
     pub side: Side,
     pub stp: SelfTradePrevention,
     pub post_only: bool,
+    /// Whether the parallel client-id vector holds an id for this slot (saves reading it,
+    /// a likely cache miss, for the many orders without one).
+    pub has_client_id: bool,
 }
 
 /// An order's neighbours in its account's list of open orders (acceptance order).
@@ -67,8 +70,9 @@ impl Orders {
         Self { slots: Vec::new(), client_ids: Vec::new(), account_links: Vec::new(), free: NIL, live: 0 }
     }
 
-    pub fn alloc(&mut self, order: Order, client_order_id: Option<ClientOrderId>) -> u32 {
+    pub fn alloc(&mut self, mut order: Order, client_order_id: Option<ClientOrderId>) -> u32 {
         self.live += 1;
+        order.has_client_id = client_order_id.is_some();
         if self.free == NIL {
             let slot = u32::try_from(self.slots.len()).expect("fewer than 2^32 resting orders");
             self.slots.push(order);
@@ -79,7 +83,9 @@ impl Orders {
             let slot = self.free;
             self.free = self.slots[slot as usize].next;
             self.slots[slot as usize] = order;
-            self.client_ids[slot as usize] = client_order_id;
+            if client_order_id.is_some() {
+                self.client_ids[slot as usize] = client_order_id;
+            }
             self.account_links[slot as usize] = AccountLink::UNLINKED;
             slot
         }
@@ -89,12 +95,19 @@ impl Orders {
         self.live -= 1;
         self.slots[slot as usize].next = self.free;
         self.slots[slot as usize].remaining = Qty::ZERO;
-        self.client_ids[slot as usize] = None;
+        if self.slots[slot as usize].has_client_id {
+            self.client_ids[slot as usize] = None;
+            self.slots[slot as usize].has_client_id = false;
+        }
         self.free = slot;
     }
 
     pub fn client_order_id(&self, slot: u32) -> Option<ClientOrderId> {
-        self.client_ids[slot as usize]
+        if self.slots[slot as usize].has_client_id {
+            self.client_ids[slot as usize]
+        } else {
+            None
+        }
     }
 
     pub fn live(&self) -> usize {
@@ -177,6 +190,16 @@ impl Levels {
     pub fn free(&mut self, slot: u32) {
         self.slots[slot as usize].head = self.free;
         self.free = slot;
+    }
+}
+
+impl Levels {
+    /// Hints the cache to load a level.
+    #[inline]
+    pub fn prefetch(&self, slot: u32) {
+        if let Some(level) = self.slots.get(slot as usize) {
+            crate::prefetch::prefetch(level);
+        }
     }
 }
 

@@ -97,6 +97,7 @@ impl Engine {
                         side: o.side,
                         stp: o.stp,
                         post_only: o.post_only,
+                        has_client_id: false,
                     },
                     o.client_order_id,
                 );

@@ -88,15 +88,6 @@ impl Book {
     }
 }
 
-/// The resting order a command acts on, if any (for prefetching).
-fn target_order(cmd: &Command) -> Option<u64> {
-    match cmd {
-        Command::Cancel(c) => Some(c.order_id.0),
-        Command::Amend(a) => Some(a.order_id.0),
-        Command::New(_) | Command::CancelAll(_) => None,
-    }
-}
-
 /// Best bid and ask of a book.
 pub(crate) type Top = (Option<PriceLevel>, Option<PriceLevel>);
 
@@ -179,53 +170,6 @@ impl Engine {
             Command::Amend(c) => self.amend(c, out),
         }
         self.emit_bbo_changes(out);
-    }
-
-    /// Applies a batch of commands in order, exactly as [`Engine::process`] one by one
-    /// would (same events, same state).
-    ///
-    /// When the book is larger than the CPU caches, it also prefetches what later commands
-    /// of the batch will touch: the id-index line of a cancel or amend a few commands
-    /// ahead, then its order and account link, then the order's FIFO and account-list
-    /// neighbours, so that those cache misses overlap with useful work. Prefetches are
-    /// hints only; they cannot change the result.
-    pub fn process_batch(&mut self, cmds: &[Command], out: &mut impl EventSink) {
-        /// Below this many resting orders (about 256 KiB of orders) the book stays in cache.
-        const PREFETCH_MIN_ORDERS: usize = 4096;
-        const INDEX_AHEAD: usize = 12;
-        const ORDER_AHEAD: usize = 6;
-        const NEIGHBOURS_AHEAD: usize = 2;
-        if self.orders.live() < PREFETCH_MIN_ORDERS {
-            for cmd in cmds {
-                self.process(cmd, out);
-            }
-            return;
-        }
-        // Slot looked up at the order stage, kept for the neighbour stage (indexed by
-        // command position modulo the ring size).
-        let mut slots = [NIL; 8];
-        for (i, cmd) in cmds.iter().enumerate() {
-            if let Some(id) = cmds.get(i + INDEX_AHEAD).and_then(target_order) {
-                self.order_index.prefetch(id);
-            }
-            let ahead = i + ORDER_AHEAD;
-            slots[ahead % 8] =
-                cmds.get(ahead).and_then(target_order).and_then(|id| self.order_index.get(id)).unwrap_or(NIL);
-            if slots[ahead % 8] != NIL {
-                self.orders.prefetch(slots[ahead % 8]);
-            }
-            let near = slots[(i + NEIGHBOURS_AHEAD) % 8];
-            if near != NIL && self.orders.is_live(near) {
-                let Order { prev, next, .. } = self.orders[near];
-                let link = self.orders.account_link(near);
-                for neighbour in [prev, next, link.prev, link.next] {
-                    if neighbour != NIL {
-                        self.orders.prefetch(neighbour);
-                    }
-                }
-            }
-            self.process(cmd, out);
-        }
     }
 
     /// Number of resting orders.

@@ -46,6 +46,12 @@ impl Ladder {
         self.by_price.get(price.0 as u64)
     }
 
+    /// Hints the cache to load the price-index line for `price`.
+    #[inline]
+    pub fn prefetch(&self, price: Price) {
+        self.by_price.prefetch(price.0 as u64);
+    }
+
     /// Registers a new, empty level. The price must not have a level yet.
     pub fn insert(&mut self, price: Price, slot: u32) {
         let key = self.key(price);

@@ -10,7 +10,9 @@
 //! # Layout
 //! - [`engine`]: the [`Engine`] and the commands (new, cancel, cancel-all, amend).
 //! - `matching`: the matching loop, fill-or-kill pre-check, self-trade prevention.
-//! - `prefetch`: cache hints for [`Engine::process_batch`] (the engine's only `unsafe`).
+//! - `batch`: [`Engine::process_batch`], which overlaps the cache misses of upcoming
+//!   commands with current work in books larger than the caches.
+//! - `prefetch`: the cache hint itself (the engine's only `unsafe`).
 //! - `ladder`: one side of a book: price levels sorted best-last, found by price in O(1).
 //! - `arena`: slabs for orders and levels with intrusive free lists (no allocation per
 //!   order once warm).
@@ -51,6 +53,7 @@
 //! consistent; an account's open-order count matches its list.
 
 mod arena;
+mod batch;
 mod commands;
 pub mod engine;
 pub mod hash;
