@@ -239,6 +239,9 @@ impl Engine {
             let priority_kept = qty <= o.qty;
             out.emit(amended(price, qty, remaining, priority_kept));
             if priority_kept {
+                if remaining != o.remaining {
+                    self.level_changed(o.book, o.side, o.level);
+                }
                 self.levels[o.level].total.0 -= o.remaining.0 - remaining.0;
                 self.orders[slot].qty = qty;
                 self.orders[slot].remaining = remaining;

@@ -53,8 +53,10 @@ pub(crate) struct Book {
     pub seq: u64,
     /// Command number that last bumped `seq` (one bump per command).
     pub seq_cmd: u64,
-    /// Command number that last recorded this book's BBO in `touched`.
+    /// Command number that last recorded this book in `touched`.
     pub touched_cmd: u64,
+    /// Command number that last changed the best level of either side.
+    pub top_changed_cmd: u64,
     pub next_trade_id: u64,
 }
 
@@ -67,6 +69,7 @@ impl Book {
             seq: 0,
             seq_cmd: 0,
             touched_cmd: 0,
+            top_changed_cmd: 0,
             next_trade_id: 1,
         }
     }
@@ -91,13 +94,6 @@ impl Book {
 /// Best bid and ask of a book.
 pub(crate) type Top = (Option<PriceLevel>, Option<PriceLevel>);
 
-/// A book the current command touched, with its BBO from before.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Touched {
-    pub book: u32,
-    pub before: Top,
-}
-
 /// The matching engine of one shard. See the crate docs for its semantics.
 #[derive(Debug)]
 pub struct Engine {
@@ -112,7 +108,8 @@ pub struct Engine {
     pub(crate) account_index: FxHashMap<AccountId, u32>,
     pub(crate) client_ids: FxHashMap<(u32, ClientOrderId), u32>,
     pub(crate) cmd_no: u64,
-    pub(crate) touched: Vec<Touched>,
+    /// Books the current command changed, in the order it first changed them.
+    pub(crate) touched: Vec<u32>,
 }
 
 impl Engine {
@@ -202,13 +199,18 @@ impl Engine {
 
     /// The dense slot of an account, registering it on first sight.
     pub(crate) fn account_slot(&mut self, id: AccountId) -> u32 {
-        if let Some(&slot) = self.account_index.get(&id) {
+        if let Some(slot) = self.find_account(id) {
             return slot;
         }
         let slot = u32::try_from(self.accounts.len()).expect("fewer than 2^32 accounts");
         self.accounts.push(Account { id, open: 0, head: NIL, tail: NIL });
         self.account_index.insert(id, slot);
         slot
+    }
+
+    /// The slot of a known account.
+    pub(crate) fn find_account(&self, id: AccountId) -> Option<u32> {
+        self.account_index.get(&id).copied()
     }
 
     pub(crate) fn top(&self, book: u32) -> Top {
@@ -218,12 +220,24 @@ impl Engine {
         (level(b.bids.best()), level(b.asks.best()))
     }
 
-    /// Records a book's BBO before the current command first changes it.
+    /// Records that the current command changes a book (in first-change order, which is
+    /// the order of its BBO events).
     pub(crate) fn touch(&mut self, book: u32) {
         if self.books[book as usize].touched_cmd != self.cmd_no {
             self.books[book as usize].touched_cmd = self.cmd_no;
-            let before = self.top(book);
-            self.touched.push(Touched { book, before });
+            self.touched.push(book);
+        }
+    }
+
+    /// Notes that a level of `side` changed; if it is that side's best level, the BBO
+    /// changed. (Within one command each side's best only moves one way, so a change to
+    /// the best level always changes the published BBO; the reference model compares
+    /// values instead, and the property tests hold the two to the same events.)
+    #[inline]
+    pub(crate) fn level_changed(&mut self, book: u32, side: Side, level: u32) {
+        let b = &mut self.books[book as usize];
+        if b.ladder(side).best() == Some(level) {
+            b.top_changed_cmd = self.cmd_no;
         }
     }
 
@@ -246,11 +260,11 @@ impl Engine {
 
     fn emit_bbo_changes(&mut self, out: &mut impl EventSink) {
         for i in 0..self.touched.len() {
-            let Touched { book, before } = self.touched[i];
-            let now = self.top(book);
-            if now != before {
-                let b = &self.books[book as usize];
-                out.emit(Event::Bbo(Bbo { symbol: b.symbol, bid: now.0, ask: now.1, seq: b.seq }));
+            let book = self.touched[i];
+            let b = &self.books[book as usize];
+            if b.top_changed_cmd == self.cmd_no {
+                let (bid, ask) = self.top(book);
+                out.emit(Event::Bbo(Bbo { symbol: b.symbol, bid, ask, seq: b.seq }));
             }
         }
     }
@@ -311,6 +325,7 @@ impl Engine {
         o.prev = tail;
         o.next = NIL;
         o.level = level;
+        self.level_changed(book, side, level);
         total
     }
 
@@ -318,7 +333,8 @@ impl Engine {
     /// total; returns the level's slot and new total. The level may now be empty: callers
     /// publish the change, then call [`Engine::drop_if_empty`].
     pub(crate) fn unlink(&mut self, slot: u32) -> (u32, Qty) {
-        let Order { prev, next, level, remaining, .. } = self.orders[slot];
+        let Order { prev, next, level, remaining, book, side, .. } = self.orders[slot];
+        self.level_changed(book, side, level);
         if prev == NIL {
             self.levels[level].head = next;
         } else {

@@ -60,6 +60,7 @@ impl Engine {
             let outcome = self.match_level(book, level, taker, out);
             let after = self.levels[level].total;
             if after != before {
+                self.level_changed(book, maker_side, level);
                 self.emit_level(book, maker_side, price, after, out);
             }
             self.drop_if_empty(book, maker_side, level);

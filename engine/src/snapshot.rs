@@ -156,7 +156,7 @@ impl Engine {
         let mut engine = Engine::new(config);
         engine.cmd_no = snap.commands;
         for a in &snap.accounts {
-            if engine.account_index.contains_key(&a.id) {
+            if engine.find_account(a.id).is_some() {
                 return Err(RestoreError::DuplicateAccount(a.id));
             }
             engine.account_slot(a.id);
