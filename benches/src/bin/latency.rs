@@ -1,10 +1,11 @@
 //! Per-command latency of the `mixed` flow, into an HdrHistogram.
 //!
-//! `cargo run --release -p tachyon-benches --bin latency -- [--commands 2000000] [--hgrm out.hgrm]`
+//! `cargo run --release -p tachyon-benches --bin latency -- [--commands 2000000] [--hgrm out.hgrm] [--svg out.svg]`
 //!
 //! Times each `Engine::process` call on its own (events written into a batch buffer, as
 //! in the benches) and prints p50/p90/p99/p99.9/p99.99/max and the timer's own overhead;
-//! `--hgrm` also writes the percentile distribution for HdrHistogram's plotter.
+//! `--hgrm` also writes the percentile distribution for HdrHistogram's plotter, `--svg` a
+//! latency-by-percentile chart.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -12,7 +13,7 @@ use std::time::Instant;
 use anyhow::Result;
 use clap::Parser;
 use tachyon_benches::flow::{self, FlowSpec};
-use tachyon_benches::stats::{hgrm, latency_histogram, summary};
+use tachyon_benches::stats::{hgrm, latency_histogram, percentile_svg, summary};
 use tachyon_benches::BatchSink;
 
 #[global_allocator]
@@ -27,6 +28,9 @@ struct Args {
     /// Write the percentile distribution here (.hgrm).
     #[arg(long)]
     hgrm: Option<PathBuf>,
+    /// Write a latency-by-percentile chart here (.svg).
+    #[arg(long)]
+    svg: Option<PathBuf>,
 }
 
 #[allow(clippy::print_stdout, reason = "a benchmark report")]
@@ -69,6 +73,11 @@ fn main() -> Result<()> {
     );
     if let Some(path) = args.hgrm {
         std::fs::write(&path, hgrm(&hist))?;
+        println!("wrote {}", path.display());
+    }
+    if let Some(path) = args.svg {
+        let title = format!("Engine::process latency, mixed flow ({} commands)", args.commands);
+        std::fs::write(&path, percentile_svg(&title, &[("mixed", &hist)]))?;
         println!("wrote {}", path.display());
     }
     Ok(())
