@@ -2,8 +2,8 @@
 
 use tachyon_proto::command::CancelAllCause;
 use tachyon_proto::{
-    Accepted, Amend, Amended, Cancel, CancelAll, CancelReason, Cancelled, Event, NewOrder, OrderId, OrderType, Price,
-    Qty, RejectReason, Rejected, SymbolId, TimeInForce,
+    Accepted, AccountId, Amend, Amended, Cancel, CancelAll, CancelReason, Cancelled, Event, NewOrder, OrderId,
+    OrderType, Price, Qty, RejectReason, Rejected, SymbolId, TimeInForce,
 };
 
 use crate::arena::{Order, NIL};
@@ -150,17 +150,17 @@ impl Engine {
     }
 
     /// The slot of an open order of `account`, or why a cancel/amend of it is refused.
-    fn own_open_order(&self, order_id: OrderId, account: u32) -> Result<u32, RejectReason> {
+    /// (Ownership is checked against the order's account id, so no account lookup.)
+    fn own_open_order(&self, order_id: OrderId, account: AccountId) -> Result<u32, RejectReason> {
         let slot = self.order_index.get(order_id.0).ok_or(RejectReason::OrderNotOpen)?;
-        if self.orders[slot].account != account {
+        if self.accounts[self.orders[slot].account as usize].id != account {
             return Err(RejectReason::NotOrderOwner);
         }
         Ok(slot)
     }
 
     pub(crate) fn cancel(&mut self, c: &Cancel, out: &mut impl EventSink) {
-        let account = self.account_slot(c.account);
-        match self.own_open_order(c.order_id, account) {
+        match self.own_open_order(c.order_id, c.account) {
             Ok(slot) => {
                 self.touch(self.orders[slot].book);
                 self.cancel_resting(slot, CancelReason::User, c.timestamp, out);
@@ -170,7 +170,6 @@ impl Engine {
     }
 
     pub(crate) fn cancel_all(&mut self, c: &CancelAll, out: &mut impl EventSink) {
-        let account = self.account_slot(c.account);
         let only_book = match c.symbol {
             None => None,
             Some(symbol) => match self.book_index.get(&symbol) {
@@ -185,6 +184,8 @@ impl Engine {
             CancelAllCause::Request => CancelReason::CancelAll,
             CancelAllCause::Disconnect => CancelReason::Disconnect,
         };
+        // An account the engine has not seen has no orders.
+        let Some(account) = self.find_account(c.account) else { return };
         let mut slot = self.accounts[account as usize].head;
         while slot != NIL {
             let next = self.orders.account_link(slot).next;
@@ -198,12 +199,12 @@ impl Engine {
     }
 
     pub(crate) fn amend(&mut self, a: &Amend, out: &mut impl EventSink) {
-        let account = self.account_slot(a.account);
-        let slot = match self.own_open_order(a.order_id, account) {
+        let slot = match self.own_open_order(a.order_id, a.account) {
             Ok(slot) => slot,
             Err(reason) => return out.emit(reject(Some(a.order_id), a.account, None, reason, a.timestamp)),
         };
         let o = self.orders[slot];
+        let account = o.account;
         let symbol = self.books[o.book as usize].symbol;
         let price = a.price.unwrap_or(o.price);
         let qty = a.qty.unwrap_or(o.qty);
@@ -328,7 +329,7 @@ fn check_qty(qty: Qty, spec: &tachyon_proto::SymbolSpec) -> Result<(), RejectRea
 
 fn reject(
     order_id: Option<OrderId>,
-    account: tachyon_proto::AccountId,
+    account: AccountId,
     symbol: Option<SymbolId>,
     reason: RejectReason,
     timestamp: tachyon_proto::Timestamp,

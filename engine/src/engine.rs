@@ -197,7 +197,9 @@ impl Engine {
 
     // ---- shared bookkeeping -------------------------------------------------------------
 
-    /// The dense slot of an account, registering it on first sight.
+    /// The dense slot of an account, registering it if this is its first new order
+    /// (accounts are registered by new orders only: any other command of an account
+    /// without orders can match nothing).
     pub(crate) fn account_slot(&mut self, id: AccountId) -> u32 {
         if let Some(slot) = self.find_account(id) {
             return slot;

@@ -45,6 +45,8 @@
 //!   or below the filled quantity finishes the order.
 //! - Cancel-all cancels the account's open orders (optionally of one symbol) in the order
 //!   they were accepted.
+//! - An account is known to the engine from its first new order (accepted or not); other
+//!   commands of an unknown account change nothing but may be rejected.
 //! - Event order and the public `seq` are described in [`tachyon_proto::event`].
 //!
 //! # Invariants (checked by `Engine::check_invariants` in tests and debug builds)

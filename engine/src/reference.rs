@@ -150,7 +150,8 @@ impl ReferenceEngine {
     pub fn process(&mut self, cmd: &Command, out: &mut Vec<Event>) {
         self.commands += 1;
         self.touched.clear();
-        if !self.accounts.iter().any(|(a, _)| *a == cmd.account()) {
+        // Accounts are registered by their first new order.
+        if matches!(cmd, Command::New(_)) && !self.accounts.iter().any(|(a, _)| *a == cmd.account()) {
             self.accounts.push((cmd.account(), Vec::new()));
         }
         match cmd {
@@ -205,8 +206,9 @@ impl ReferenceEngine {
         self.books.iter().enumerate().find_map(|(b, book)| book.position(id).map(|i| (b, i)))
     }
 
-    fn open_orders(&self, account: AccountId) -> &Vec<OrderId> {
-        &self.accounts.iter().find(|(a, _)| *a == account).expect("registered at command start").1
+    /// The account's open orders (none for an account never seen).
+    fn open_orders(&self, account: AccountId) -> Vec<OrderId> {
+        self.accounts.iter().find(|(a, _)| *a == account).map(|(_, orders)| orders.clone()).unwrap_or_default()
     }
 
     fn touch(&mut self, b: usize) {
@@ -541,7 +543,7 @@ impl ReferenceEngine {
             CancelAllCause::Request => CancelReason::CancelAll,
             CancelAllCause::Disconnect => CancelReason::Disconnect,
         };
-        for id in self.open_orders(c.account).clone() {
+        for id in self.open_orders(c.account) {
             let (b, _) = self.book_of_order(id).expect("open orders are on a book");
             if only.is_none_or(|o| o == b) {
                 self.cancel_one(b, id, reason, c.timestamp, out);

@@ -392,3 +392,15 @@ fn trades_number_consecutively_per_symbol() {
     place(&mut e, limit(7, "alice", Sell, 100, 1));
     assert_eq!(ids(&place(&mut e, limit(8, "bob", Buy, 100, 1))), vec![3]);
 }
+
+#[test]
+fn only_new_orders_register_accounts() {
+    let mut e = engine();
+    place(&mut e, limit(1, "alice", Buy, 100, 2));
+    run(&mut e, cancel(1, "mallory"));
+    run(&mut e, amend(1, "mallory", None, Some(1)));
+    assert!(run(&mut e, cancel_all("mallory", None, CancelAllCause::Request)).is_empty());
+    let known: Vec<String> = e.snapshot().accounts.iter().map(|a| a.id.to_string()).collect();
+    assert_eq!(known, vec!["alice"], "commands that can match nothing leave no state behind");
+    assert_eq!(e.open_orders(), 1);
+}
