@@ -35,6 +35,26 @@ pub(crate) struct Order {
     pub has_client_id: bool,
 }
 
+impl Order {
+    /// Field values of an order not linked anywhere yet; new orders are built as
+    /// `Order { id, price, …, ..Order::UNLINKED }`.
+    pub const UNLINKED: Order = Order {
+        id: OrderId(0),
+        price: Price(0),
+        qty: Qty::ZERO,
+        remaining: Qty::ZERO,
+        prev: NIL,
+        next: NIL,
+        level: NIL,
+        account: NIL,
+        book: NIL,
+        side: Side::Buy,
+        stp: SelfTradePrevention::None,
+        post_only: false,
+        has_client_id: false,
+    };
+}
+
 /// An order's neighbours in its account's list of open orders (acceptance order).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct AccountLink {

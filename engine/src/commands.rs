@@ -2,8 +2,8 @@
 
 use tachyon_proto::command::CancelAllCause;
 use tachyon_proto::{
-    Accepted, AccountId, Amend, Amended, Cancel, CancelAll, CancelReason, Cancelled, Event, NewOrder, OrderId,
-    OrderType, Price, Qty, RejectReason, Rejected, SymbolId, TimeInForce,
+    AccountId, Amend, Amended, Cancel, CancelAll, CancelReason, Cancelled, Event, NewOrder, OrderId, OrderType, Price,
+    Qty, RejectReason, Rejected, SymbolId, TimeInForce,
 };
 
 use crate::arena::{Order, NIL};
@@ -32,20 +32,7 @@ impl Engine {
                 return;
             }
         };
-        out.emit(Event::Accepted(Accepted {
-            order_id: o.order_id,
-            account: o.account,
-            symbol: o.symbol,
-            side: o.side,
-            order_type: o.order_type,
-            time_in_force: o.time_in_force,
-            post_only: o.post_only,
-            stp: o.stp,
-            price: o.price,
-            qty: o.qty,
-            client_order_id: o.client_order_id,
-            timestamp: o.timestamp,
-        }));
+        out.emit(Event::Accepted(*o));
         self.touch(book);
         let mut taker = Taker {
             order_id: o.order_id,
@@ -89,15 +76,12 @@ impl Engine {
                         price,
                         qty: o.qty,
                         remaining: taker.remaining,
-                        prev: NIL,
-                        next: NIL,
-                        level: NIL,
                         account,
                         book,
                         side: o.side,
                         stp: o.stp,
                         post_only: o.post_only,
-                        has_client_id: false,
+                        ..Order::UNLINKED
                     },
                     o.client_order_id,
                 );

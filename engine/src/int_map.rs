@@ -66,8 +66,9 @@ impl IntMap {
         }
     }
 
+    /// The entry index holding `key`, if present.
     #[inline]
-    pub fn get(&self, key: u64) -> Option<u32> {
+    fn find(&self, key: u64) -> Option<usize> {
         let mut i = self.home(key);
         loop {
             let e = self.entries[i];
@@ -75,10 +76,15 @@ impl IntMap {
                 return None;
             }
             if e.key == key {
-                return Some(e.slot);
+                return Some(i);
             }
             i = (i + 1) & self.mask;
         }
+    }
+
+    #[inline]
+    pub fn get(&self, key: u64) -> Option<u32> {
+        self.find(key).map(|i| self.entries[i].slot)
     }
 
     /// Hints the cache to load the line where `key` would be found.
@@ -115,17 +121,7 @@ impl IntMap {
 
     /// Removes a key; returns its slot.
     pub fn remove(&mut self, key: u64) -> Option<u32> {
-        let mut i = self.home(key);
-        loop {
-            let e = self.entries[i];
-            if e.slot == NIL {
-                return None;
-            }
-            if e.key == key {
-                break;
-            }
-            i = (i + 1) & self.mask;
-        }
+        let i = self.find(key)?;
         let removed = self.entries[i].slot;
         self.len -= 1;
         // Backward-shift: move later entries of the cluster into the hole when the hole lies

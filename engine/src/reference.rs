@@ -9,8 +9,8 @@
 use tachyon_proto::command::CancelAllCause;
 use tachyon_proto::event::{Bbo, LevelChange, PriceLevel};
 use tachyon_proto::{
-    Accepted, AccountId, Amend, Amended, Cancel, CancelAll, CancelReason, Cancelled, ClientOrderId, Command, Event,
-    NewOrder, OrderId, OrderType, Price, Qty, RejectReason, Rejected, SelfTradePrevention, Side, SymbolId, SymbolSpec,
+    AccountId, Amend, Amended, Cancel, CancelAll, CancelReason, Cancelled, ClientOrderId, Command, Event, NewOrder,
+    OrderId, OrderType, Price, Qty, RejectReason, Rejected, SelfTradePrevention, Side, SymbolId, SymbolSpec,
     TimeInForce, Timestamp, Trade, TradeId,
 };
 
@@ -267,20 +267,7 @@ impl ReferenceEngine {
         if let Err(reason) = self.check_new(b, o) {
             return out.push(reject(reason));
         }
-        out.push(Event::Accepted(Accepted {
-            order_id: o.order_id,
-            account: o.account,
-            symbol: o.symbol,
-            side: o.side,
-            order_type: o.order_type,
-            time_in_force: o.time_in_force,
-            post_only: o.post_only,
-            stp: o.stp,
-            price: o.price,
-            qty: o.qty,
-            client_order_id: o.client_order_id,
-            timestamp: o.timestamp,
-        }));
+        out.push(Event::Accepted(*o));
         self.touch(b);
         let mut taker = RefTaker {
             id: o.order_id,

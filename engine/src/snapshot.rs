@@ -211,15 +211,12 @@ impl Engine {
                         price: o.price,
                         qty: o.qty,
                         remaining: o.remaining,
-                        prev: NIL,
-                        next: NIL,
-                        level: NIL,
                         account,
                         book,
                         side: o.side,
                         stp: o.stp,
                         post_only: o.post_only,
-                        has_client_id: false,
+                        ..Order::UNLINKED
                     },
                     o.client_order_id,
                 );

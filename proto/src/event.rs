@@ -19,9 +19,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::command::{OrderType, SelfTradePrevention, TimeInForce};
+use crate::command::NewOrder;
 use crate::fixed::{Price, Qty, Side};
-use crate::ids::{AccountId, ClientOrderId, OrderId, SymbolId, TradeId};
+use crate::ids::{AccountId, OrderId, SymbolId, TradeId};
 use crate::time::Timestamp;
 
 /// Why the engine refused a command. Serialises to the API's `snake_case` codes.
@@ -105,23 +105,9 @@ impl CancelReason {
     }
 }
 
-/// A new order passed every check; it is now live (matching follows).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-#[rkyv(derive(Debug))]
-pub struct Accepted {
-    pub order_id: OrderId,
-    pub account: AccountId,
-    pub symbol: SymbolId,
-    pub side: Side,
-    pub order_type: OrderType,
-    pub time_in_force: TimeInForce,
-    pub post_only: bool,
-    pub stp: SelfTradePrevention,
-    pub price: Option<Price>,
-    pub qty: Qty,
-    pub client_order_id: Option<ClientOrderId>,
-    pub timestamp: Timestamp,
-}
+/// A new order passed every check and is now live (matching follows): the order exactly
+/// as the engine accepted it.
+pub type Accepted = NewOrder;
 
 /// A command was refused; nothing changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
