@@ -114,7 +114,7 @@ pub fn config(symbols: usize) -> EngineConfig {
                 tick_size: "1",
                 lot_size: "1",
                 min_quantity: "1",
-                max_quantity: "1000000000",
+                max_quantity: "2147483648",
                 max_notional: "100000000000000000",
             };
             SymbolSpec::from_def(&def).expect("benchmark symbols are valid")

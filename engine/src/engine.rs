@@ -33,6 +33,41 @@ pub struct EngineConfig {
     pub limits: RiskLimits,
 }
 
+/// Why an engine configuration is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    #[error("symbol id {0} is used twice")]
+    DuplicateSymbolId(SymbolId),
+    #[error("symbol name {0} is used twice")]
+    DuplicateSymbolName(String),
+    #[error("max_open_orders must be at least 1")]
+    NoOpenOrders,
+}
+
+impl EngineConfig {
+    /// Checks what [`Engine::new`] relies on: unique symbol ids and names, and limits that
+    /// allow trading.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let mut ids = std::collections::BTreeSet::new();
+        let mut names = std::collections::BTreeSet::new();
+        for s in &self.symbols {
+            if !ids.insert(s.id) {
+                return Err(ConfigError::DuplicateSymbolId(s.id));
+            }
+            if !names.insert(s.name.as_str()) {
+                return Err(ConfigError::DuplicateSymbolName(s.name.clone()));
+            }
+        }
+        if self.limits.max_open_orders == 0 {
+            return Err(ConfigError::NoOpenOrders);
+        }
+        Ok(())
+    }
+}
+
 /// An account the engine has seen, with its open orders as a list in acceptance order
 /// (`head`/`tail` slots, linked through the orders' account links).
 #[derive(Clone, Copy, Debug)]
@@ -116,7 +151,8 @@ impl Engine {
     /// An engine with empty books for `config.symbols`.
     ///
     /// # Panics
-    /// If two symbols share an id (configuration loading rejects that first).
+    /// If two symbols share an id ([`EngineConfig::validate`] reports that as an error;
+    /// configuration loading calls it first).
     pub fn new(config: EngineConfig) -> Self {
         let mut book_index = FxHashMap::default();
         let books = config
@@ -499,5 +535,30 @@ impl Engine {
             return Err(format!("{in_accounts} orders in account lists, {seen} on levels"));
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tachyon_proto::symbol::default_symbols;
+
+    #[test]
+    fn default_limits_are_pinned() {
+        assert_eq!(RiskLimits::default(), RiskLimits { max_open_orders: 10_000 });
+    }
+
+    #[test]
+    fn validate_rejects_what_new_would_trip_over() {
+        let config = EngineConfig { symbols: default_symbols(), limits: RiskLimits::default() };
+        assert_eq!(config.validate(), Ok(()));
+        let mut dup_id = config.clone();
+        dup_id.symbols[1].id = dup_id.symbols[0].id;
+        assert_eq!(dup_id.validate(), Err(ConfigError::DuplicateSymbolId(SymbolId(1))));
+        let mut dup_name = config.clone();
+        dup_name.symbols[1].name = "BTC-USD".into();
+        assert_eq!(dup_name.validate(), Err(ConfigError::DuplicateSymbolName("BTC-USD".into())));
+        let none = EngineConfig { limits: RiskLimits { max_open_orders: 0 }, ..config };
+        assert_eq!(none.validate(), Err(ConfigError::NoOpenOrders));
     }
 }

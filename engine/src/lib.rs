@@ -66,7 +66,7 @@ mod prefetch;
 pub mod reference;
 pub mod snapshot;
 
-pub use engine::{Engine, EngineConfig, RiskLimits};
+pub use engine::{ConfigError, Engine, EngineConfig, RiskLimits};
 pub use snapshot::{EngineSnapshot, RestoreError};
 pub use tachyon_proto::{Command, Event};
 

@@ -34,7 +34,14 @@ pub enum SymbolError {
     BadNumber { name: String, field: &'static str, source: DecimalError },
     #[error("symbol {0}: min_quantity exceeds max_quantity")]
     MinAboveMax(String),
+    #[error("symbol {0}: max_quantity exceeds 2^31 lots")]
+    MaxQtyTooLarge(String),
 }
+
+/// The largest order quantity any symbol may allow, in lots. With at most 2^32 resting
+/// orders per engine (slots are `u32`), a price level's total stays below 2^63, so the
+/// engine's quantity sums cannot overflow.
+pub const MAX_ORDER_LOTS: Qty = Qty(1 << 31);
 
 /// A symbol as written in configuration: decimal strings, as in `GET /v1/symbols`.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,6 +78,9 @@ impl SymbolSpec {
         let max_qty = lot.qty(def.max_quantity).map_err(bad("max_quantity"))?;
         if min_qty > max_qty {
             return Err(SymbolError::MinAboveMax(name));
+        }
+        if max_qty > MAX_ORDER_LOTS {
+            return Err(SymbolError::MaxQtyTooLarge(name));
         }
         // Notional unit = tick × lot; the limit is floored to whole units, which is exact
         // because price × qty is itself a whole number of units.
@@ -242,6 +252,11 @@ mod tests {
         let mut d = DEFAULT_SYMBOLS[0].clone();
         d.min_quantity = "2000";
         assert!(matches!(SymbolSpec::from_def(&d), Err(SymbolError::MinAboveMax(_))));
+        let mut d = DEFAULT_SYMBOLS[0].clone();
+        d.max_quantity = "214748.3649"; // 2^31 + 1 lots of 0.0001
+        assert!(matches!(SymbolSpec::from_def(&d), Err(SymbolError::MaxQtyTooLarge(_))));
+        d.max_quantity = "214748.3648";
+        assert!(SymbolSpec::from_def(&d).is_ok());
     }
 
     #[test]
