@@ -159,7 +159,9 @@ impl Orders {
         &mut self.account_links[slot as usize]
     }
 
-    pub fn reserve(&mut self, additional: usize) {
+    /// Makes room for `total` slots in all.
+    pub fn reserve(&mut self, total: usize) {
+        let additional = total.saturating_sub(self.slots.len());
         self.slots.reserve(additional);
         self.client_ids.reserve(additional);
         self.account_links.reserve(additional);

@@ -181,10 +181,10 @@ impl Engine {
         }
     }
 
-    /// Reserves room for `orders` resting orders and `levels` price levels, so that the
-    /// engine does not allocate until it goes past them.
+    /// Makes room for `orders` resting orders in all and `levels` price levels per book
+    /// side, so that the engine does not allocate until it goes past them.
     pub fn reserve(&mut self, orders: usize, levels: usize) {
-        self.order_index.reserve(orders);
+        self.order_index.reserve(orders.saturating_sub(self.order_index.len()));
         self.orders.reserve(orders);
         for book in &mut self.books {
             book.bids.reserve(levels);

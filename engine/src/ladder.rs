@@ -117,9 +117,9 @@ impl Ladder {
         self.by_price.prefetch(price.0 as u64);
     }
 
-    /// Reserves room for `levels` levels.
+    /// Makes room for `levels` levels in all.
     pub fn reserve(&mut self, levels: usize) {
-        self.by_price.reserve(levels);
+        self.by_price.reserve(levels.saturating_sub(self.by_price.len()));
     }
 
     /// Registers a new, empty level. The price must not have a level yet.
