@@ -72,7 +72,7 @@ impl Engine {
             Command::Amend(a) => self.order_index.prefetch(a.order_id.0),
             Command::New(n) => {
                 self.order_index.prefetch(n.order_id.0);
-                if let (Some(price), Some(&book)) = (n.price, self.book_index.get(&n.symbol)) {
+                if let (Some(price), Some(book)) = (n.price, self.book_index.get(n.symbol)) {
                     self.books[book as usize].ladder(n.side).prefetch(price);
                 }
             }
@@ -98,7 +98,7 @@ impl Engine {
 
     /// A new order: the maker it would meet first, and the level it would join.
     fn prefetch_new(&self, n: &NewOrder) -> Found {
-        let Some(&book) = self.book_index.get(&n.symbol) else { return Found::Nothing };
+        let Some(book) = self.book_index.get(n.symbol) else { return Found::Nothing };
         let book = &self.books[book as usize];
         if let Some(best) = book.ladder(n.side.opposite()).best() {
             let l = &self.levels[best];

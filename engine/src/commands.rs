@@ -15,9 +15,9 @@ use crate::EventSink;
 impl Engine {
     pub(crate) fn new_order(&mut self, o: &NewOrder, out: &mut impl EventSink) {
         let account = self.account_slot(o.account);
-        let checked = match self.book_index.get(&o.symbol) {
+        let checked = match self.book_index.get(o.symbol) {
             None => Err(RejectReason::UnknownSymbol),
-            Some(&book) => self.check_new(o, account, book).map(|()| book),
+            Some(book) => self.check_new(o, account, book).map(|()| book),
         };
         let book = match checked {
             Ok(book) => book,
@@ -156,8 +156,8 @@ impl Engine {
     pub(crate) fn cancel_all(&mut self, c: &CancelAll, out: &mut impl EventSink) {
         let only_book = match c.symbol {
             None => None,
-            Some(symbol) => match self.book_index.get(&symbol) {
-                Some(&book) => Some(book),
+            Some(symbol) => match self.book_index.get(symbol) {
+                Some(book) => Some(book),
                 None => {
                     out.emit(reject(None, c.account, Some(symbol), RejectReason::UnknownSymbol, c.timestamp));
                     return;

@@ -126,6 +126,40 @@ impl Book {
     }
 }
 
+/// Symbol id → book slot: a direct table for the small ids configurations use (one
+/// load per lookup), a map for any id too large for the table.
+#[derive(Debug, Default)]
+pub(crate) struct BookIndex {
+    table: Vec<u32>,
+    large: FxHashMap<SymbolId, u32>,
+}
+
+impl BookIndex {
+    /// Ids below this go in the table.
+    const TABLE_LIMIT: u32 = 1 << 16;
+
+    /// Registers a book; `false` if the id already has one.
+    fn insert(&mut self, symbol: SymbolId, book: u32) -> bool {
+        if symbol.0 >= Self::TABLE_LIMIT {
+            return self.large.insert(symbol, book).is_none();
+        }
+        let i = symbol.0 as usize;
+        if self.table.len() <= i {
+            self.table.resize(i + 1, NIL);
+        }
+        std::mem::replace(&mut self.table[i], book) == NIL
+    }
+
+    #[inline]
+    pub fn get(&self, symbol: SymbolId) -> Option<u32> {
+        match self.table.get(symbol.0 as usize) {
+            Some(&book) if book != NIL => Some(book),
+            Some(_) => None,
+            None => self.large.get(&symbol).copied(),
+        }
+    }
+}
+
 /// Best bid and ask of a book.
 pub(crate) type Top = (Option<PriceLevel>, Option<PriceLevel>);
 
@@ -134,7 +168,7 @@ pub(crate) type Top = (Option<PriceLevel>, Option<PriceLevel>);
 pub struct Engine {
     pub(crate) specs: Vec<SymbolSpec>,
     pub(crate) limits: RiskLimits,
-    pub(crate) book_index: FxHashMap<SymbolId, u32>,
+    pub(crate) book_index: BookIndex,
     pub(crate) books: Vec<Book>,
     pub(crate) orders: Orders,
     pub(crate) levels: Levels,
@@ -154,14 +188,14 @@ impl Engine {
     /// If two symbols share an id ([`EngineConfig::validate`] reports that as an error;
     /// configuration loading calls it first).
     pub fn new(config: EngineConfig) -> Self {
-        let mut book_index = FxHashMap::default();
+        let mut book_index = BookIndex::default();
         let books = config
             .symbols
             .iter()
             .enumerate()
             .map(|(i, spec)| {
                 let slot = u32::try_from(i).expect("fewer than 2^32 symbols");
-                assert!(book_index.insert(spec.id, slot).is_none(), "duplicate symbol id {}", spec.id);
+                assert!(book_index.insert(spec.id, slot), "duplicate symbol id {}", spec.id);
                 Book::new(spec.id)
             })
             .collect();
@@ -217,12 +251,12 @@ impl Engine {
 
     /// Best bid and ask of a symbol (`None` for an unknown symbol).
     pub fn top_of_book(&self, symbol: SymbolId) -> Option<(Option<PriceLevel>, Option<PriceLevel>)> {
-        self.book_index.get(&symbol).map(|&b| self.top(b))
+        self.book_index.get(symbol).map(|b| self.top(b))
     }
 
     /// Aggregated levels of one side, best first: `(price, total quantity)`.
     pub fn depth(&self, symbol: SymbolId, side: Side, max_levels: usize) -> Vec<(Price, Qty)> {
-        let Some(&book) = self.book_index.get(&symbol) else { return Vec::new() };
+        let Some(book) = self.book_index.get(symbol) else { return Vec::new() };
         self.books[book as usize]
             .ladder(side)
             .iter_best_first()
@@ -560,5 +594,22 @@ mod tests {
         assert_eq!(dup_name.validate(), Err(ConfigError::DuplicateSymbolName("BTC-USD".into())));
         let none = EngineConfig { limits: RiskLimits { max_open_orders: 0 }, ..config };
         assert_eq!(none.validate(), Err(ConfigError::NoOpenOrders));
+    }
+}
+
+#[cfg(test)]
+mod book_index_tests {
+    use super::*;
+
+    #[test]
+    fn small_and_large_ids_resolve() {
+        let mut index = BookIndex::default();
+        assert!(index.insert(SymbolId(3), 0));
+        assert!(index.insert(SymbolId(1 << 20), 1));
+        assert!(!index.insert(SymbolId(3), 2), "duplicate ids are refused");
+        assert_eq!(index.get(SymbolId(3)), Some(2));
+        assert_eq!(index.get(SymbolId(1 << 20)), Some(1));
+        assert_eq!(index.get(SymbolId(2)), None);
+        assert_eq!(index.get(SymbolId(70_000)), None);
     }
 }

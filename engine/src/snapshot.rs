@@ -173,7 +173,7 @@ impl Engine {
         let mut restored: Vec<(u32, usize, u32)> = Vec::new();
         let mut seen_books = FxHashMap::default();
         for b in &snap.books {
-            let book = *engine.book_index.get(&b.symbol).ok_or(RestoreError::UnknownSymbol(b.symbol))?;
+            let book = engine.book_index.get(b.symbol).ok_or(RestoreError::UnknownSymbol(b.symbol))?;
             if seen_books.insert(book, ()).is_some() {
                 return Err(RestoreError::DuplicateSymbol(b.symbol));
             }
