@@ -1,12 +1,17 @@
 //! `tachyon`: the exchange's single binary.
 //!
-//! Today it lists the symbol table; the embedded exchange (`tachyon run`), key minting
-//! and the distributed roles arrive with their issues and will be added here.
+//! Today: the symbol table and API-key minting. The embedded exchange (`tachyon run`) and
+//! the distributed roles arrive with their issues and will be added here.
 
-use anyhow::Result;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use tachyon_gateway::KeyRing;
 use tachyon_proto::api::SymbolInfo;
 use tachyon_proto::symbol::default_symbols;
+use tachyon_proto::AccountId;
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -22,18 +27,51 @@ struct Cli {
 enum Command {
     /// Print the default symbol table as JSON (the body of `GET /v1/symbols`).
     Symbols,
+    /// API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
 }
 
-fn main() -> Result<()> {
-    let cli = Cli::parse();
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Print an API key for an account; a server using the same data directory accepts it.
+    Mint {
+        /// The account: 1-20 characters of A-Z, a-z, 0-9, '_' and '-'.
+        account: String,
+        /// Where the key secret lives (created on first use).
+        #[arg(long, env = "TACHYON_DATA_DIR", default_value = "./data")]
+        data_dir: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line, causes included: a user's mistake is not a crash.
+            #[allow(clippy::print_stderr, reason = "the command's error report")]
+            {
+                eprintln!("error: {err:#}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[allow(clippy::print_stdout, reason = "the commands' output")]
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Symbols => {
             let symbols: Vec<SymbolInfo> = default_symbols().iter().map(SymbolInfo::from).collect();
-            let json = serde_json::to_string_pretty(&symbols)?;
-            #[allow(clippy::print_stdout, reason = "the command's output")]
-            {
-                println!("{json}");
-            }
+            println!("{}", serde_json::to_string_pretty(&symbols)?);
+        }
+        Command::Keys { command: KeysCommand::Mint { account, data_dir } } => {
+            let account = AccountId::parse(&account).with_context(|| format!("account {account:?}"))?;
+            let ring =
+                KeyRing::load_or_create(&data_dir).with_context(|| format!("key secret in {}", data_dir.display()))?;
+            println!("{}", ring.mint(account).expose());
         }
     }
     Ok(())

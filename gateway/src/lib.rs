@@ -1,5 +1,10 @@
-//! The REST + WebSocket gateway (not yet implemented).
+//! The REST + WebSocket gateway.
 //!
-//! Planned: axum routes for every endpoint of `shared/API.md`, authentication by API key,
-//! per-key rate limits, idempotency, validation with `tachyon_proto::api`, and reply
-//! correlation with the engine. Empty until the embedded-exchange issue fills it.
+//! So far: [`auth`], API keys that any gateway sharing the key secret can verify without a
+//! database. Planned (the embedded-exchange issue): axum routes for every endpoint of
+//! `shared/API.md`, per-key rate limits, idempotency, validation with
+//! `tachyon_proto::api`, and reply correlation with the engine.
+
+pub mod auth;
+
+pub use auth::{ApiKey, AuthError, KeyRing};

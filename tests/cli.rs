@@ -1,0 +1,41 @@
+//! The `tachyon` binary's commands, run as a user would.
+
+use std::process::Command;
+
+fn tachyon() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_tachyon"))
+}
+
+#[test]
+fn keys_mint_prints_one_key_that_the_same_data_dir_accepts() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = tachyon().args(["keys", "mint", "alice", "--data-dir"]).arg(dir.path()).output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8(out.stdout).expect("utf-8");
+    let key = stdout.trim_end();
+    assert_eq!(stdout.lines().count(), 1, "exactly one line: {stdout:?}");
+    let ring = tachyon_gateway::KeyRing::load_or_create(dir.path()).expect("same secret");
+    assert_eq!(ring.verify(key).expect("accepted").to_string(), "alice");
+    // The data dir can also come from the environment.
+    let again = tachyon().args(["keys", "mint", "alice"]).env("TACHYON_DATA_DIR", dir.path()).output().expect("runs");
+    assert_eq!(String::from_utf8(again.stdout).expect("utf-8"), stdout);
+}
+
+#[test]
+fn keys_mint_rejects_a_bad_account_clearly() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = tachyon().args(["keys", "mint", "not valid!", "--data-dir"]).arg(dir.path()).output().expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("account") && stderr.contains("may only contain"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+#[test]
+fn symbols_prints_the_api_shape() {
+    let out = tachyon().arg("symbols").output().expect("runs");
+    assert!(out.status.success());
+    let symbols: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(symbols[0]["symbol"], "BTC-USD");
+    assert_eq!(symbols[0]["tick_size"], "0.01");
+}
