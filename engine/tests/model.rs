@@ -211,6 +211,72 @@ proptest! {
     }
 }
 
+/// Prices far apart: clusters 200,000 ticks apart (beyond the ladder's 65,536-tick
+/// window), occasional prices near `i64::MAX`, on a symbol whose notional limit allows them.
+fn wide_config() -> tachyon_engine::EngineConfig {
+    use tachyon_proto::symbol::SymbolDef;
+    let def = SymbolDef {
+        id: 1,
+        name: "WIDE-USD",
+        tick_size: "1",
+        lot_size: "1",
+        min_quantity: "1",
+        max_quantity: "50",
+        max_notional: "1000000000000000000000000",
+    };
+    tachyon_engine::EngineConfig {
+        symbols: vec![tachyon_proto::SymbolSpec::from_def(&def).expect("valid")],
+        limits: tachyon_engine::RiskLimits { max_open_orders: 40 },
+    }
+}
+
+fn wide_price(a: u8, b: u8) -> Price {
+    match a % 16 {
+        0 => Price(i64::MAX - i64::from(b % 4)),
+        1 => Price(1 + i64::from(b % 4)),
+        n => Price(1_000_000 + 200_000 * i64::from(n % 3) + i64::from(b % 16) - 8),
+    }
+}
+
+fn build_wide(seeds: &[Seed]) -> Vec<Command> {
+    let mut cmds = build(seeds);
+    for (cmd, &(_, a, b, ..)) in cmds.iter_mut().zip(seeds) {
+        match cmd {
+            Command::New(n) => {
+                n.symbol = SymbolId(1);
+                if n.price.is_some_and(|p| p.0 > 0) {
+                    n.price = Some(wide_price(a ^ b, b));
+                }
+            }
+            Command::Amend(m) => m.price = m.price.map(|_| wide_price(b, a)),
+            Command::CancelAll(c) => c.symbol = c.symbol.map(|_| SymbolId(1)),
+            Command::Cancel(_) => {}
+        }
+    }
+    cmds
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 500, ..ProptestConfig::default() })]
+
+    #[test]
+    fn engine_matches_reference_with_prices_far_apart(seeds in seeds(300)) {
+        let cmds = build_wide(&seeds);
+        let mut engine = Engine::new(wide_config());
+        let mut reference = ReferenceEngine::new(wide_config());
+        for (i, cmd) in cmds.iter().enumerate() {
+            let (mut fast, mut slow) = (Vec::new(), Vec::new());
+            engine.process(cmd, &mut fast);
+            reference.process(cmd, &mut slow);
+            prop_assert_eq!(&fast, &slow, "events differ at command {}: {:?}", i, cmd);
+            if let Err(e) = engine.check_invariants() {
+                return Err(TestCaseError::fail(format!("invariant broken after command {i} {cmd:?}: {e}")));
+            }
+        }
+        prop_assert_eq!(engine.snapshot(), reference.snapshot());
+    }
+}
+
 #[test]
 fn the_generator_reaches_every_outcome() {
     // Guard against a vacuous property: the random streams must actually produce every
@@ -250,4 +316,27 @@ fn the_generator_reaches_every_outcome() {
     assert_eq!(rejects.len(), 13, "{rejects:?}");
     assert_eq!(cancels.len(), 7, "{cancels:?}");
     assert_eq!(priority_kept.len(), 3, "{priority_kept:?}");
+}
+
+#[test]
+fn the_wide_generator_reaches_far_and_extreme_prices() {
+    use proptest::strategy::ValueTree;
+    use proptest::test_runner::TestRunner;
+    let mut runner = TestRunner::deterministic();
+    let (mut far_levels, mut extreme_levels, mut far_trades, mut low_trades) = (0, 0, 0, 0);
+    for _ in 0..100 {
+        let seeds = seeds(300).new_tree(&mut runner).expect("strategy works").current();
+        let mut engine = Engine::new(wide_config());
+        for e in run_engine(&mut engine, &build_wide(&seeds)) {
+            match e {
+                Event::Level(l) if l.price.0 >= 1_400_000 && l.price.0 < 2_000_000 => far_levels += 1,
+                Event::Level(l) if l.price.0 > i64::MAX - 8 => extreme_levels += 1,
+                Event::Trade(t) if t.price.0 >= 1_400_000 => far_trades += 1,
+                Event::Trade(t) if t.price.0 < 8 => low_trades += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(far_levels > 100 && extreme_levels > 10, "{far_levels} far, {extreme_levels} extreme levels");
+    assert!(far_trades > 10 && low_trades > 10, "{far_trades} far, {low_trades} low trades");
 }
