@@ -1,9 +1,10 @@
 //! `tachyon`: the exchange's single binary.
 //!
-//! Today: the symbol table and API-key minting. The embedded exchange (`tachyon run`) and
-//! the distributed roles arrive with their issues and will be added here.
+//! Today: the symbol table, API-key minting and configuration checking. The embedded
+//! exchange (`tachyon run`) and the distributed roles arrive with their issues.
 
-use std::path::PathBuf;
+mod config;
+
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
@@ -32,6 +33,20 @@ enum Command {
         #[command(subcommand)]
         command: KeysCommand,
     },
+    /// Configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load defaults, the file, environment and flags; report what is wrong or a summary.
+    Check {
+        #[command(flatten)]
+        overrides: config::Overrides,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,9 +55,9 @@ enum KeysCommand {
     Mint {
         /// The account: 1-20 characters of A-Z, a-z, 0-9, '_' and '-'.
         account: String,
-        /// Where the key secret lives (created on first use).
-        #[arg(long, env = "TACHYON_DATA_DIR", default_value = "./data")]
-        data_dir: PathBuf,
+        /// The key secret lives in the configured data directory (created on first use).
+        #[command(flatten)]
+        overrides: config::Overrides,
     },
 }
 
@@ -67,11 +82,29 @@ fn run(cli: Cli) -> Result<()> {
             let symbols: Vec<SymbolInfo> = default_symbols().iter().map(SymbolInfo::from).collect();
             println!("{}", serde_json::to_string_pretty(&symbols)?);
         }
-        Command::Keys { command: KeysCommand::Mint { account, data_dir } } => {
+        Command::Keys { command: KeysCommand::Mint { account, overrides } } => {
             let account = AccountId::parse(&account).with_context(|| format!("account {account:?}"))?;
+            let data_dir = config::Config::load(&overrides)?.data_dir;
             let ring =
                 KeyRing::load_or_create(&data_dir).with_context(|| format!("key secret in {}", data_dir.display()))?;
             println!("{}", ring.mint(account).expose());
+        }
+        Command::Config { command: ConfigCommand::Check { overrides } } => {
+            let config = config::Config::load(&overrides)?;
+            let engine = config.validate()?;
+            let (rate, idem) = (config.rate_limit(), config.idempotency());
+            println!(
+                "configuration OK: listen {}, data_dir {}, {} partitions, {} symbols, fsync {:?}, \
+                 rate limit {}/s (burst {}), idempotency ttl {:?}",
+                config.listen,
+                config.data_dir.display(),
+                config.partitions,
+                engine.symbols.len(),
+                config.journal().fsync,
+                rate.per_second,
+                rate.burst,
+                idem.ttl
+            );
         }
     }
     Ok(())

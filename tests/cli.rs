@@ -39,3 +39,25 @@ fn symbols_prints_the_api_shape() {
     assert_eq!(symbols[0]["symbol"], "BTC-USD");
     assert_eq!(symbols[0]["tick_size"], "0.01");
 }
+
+#[test]
+fn config_check_reports_defaults_files_and_mistakes() {
+    let out = tachyon().args(["config", "check"]).env_remove("TACHYON_CONFIG").output().expect("runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("listen 127.0.0.1:8080") && stdout.contains("10 symbols"), "{stdout}");
+
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/tachyon.example.toml");
+    let out = tachyon().args(["config", "check", "--config", example, "--partitions", "4"]).output().expect("runs");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("4 partitions"));
+    let out = tachyon().args(["config", "check"]).env("TACHYON_PARTITIONS", "3").output().expect("runs");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("3 partitions"), "env overrides");
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[rate_limit]\nper_secnd = 5\n").expect("write");
+    let out = tachyon().args(["config", "check", "--config"]).arg(&bad).output().expect("runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("per_secnd") && stderr.contains("bad.toml"), "{stderr}");
+}

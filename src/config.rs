@@ -1,0 +1,349 @@
+//! Configuration: defaults, then a TOML file, then environment variables and flags.
+//!
+//! Every setting has a default that works out of the box (`Config::default`, pinned by a
+//! test and mirrored by `tachyon.example.toml`); a file given with `--config` overrides
+//! what it names (unknown keys are errors, so a typo is not silently ignored); flags and
+//! their `TACHYON_*` environment variables override both. Units are in the names
+//! (`_ms`, `_secs`, `_bytes`). [`Config::validate`] turns the result into the typed
+//! settings of each component, or says what is wrong.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use tachyon_bus::{FsyncPolicy, JournalConfig};
+use tachyon_engine::{EngineConfig, RiskLimits};
+use tachyon_gateway::{IdempotencyConfig, RateLimitConfig};
+use tachyon_proto::symbol::{SymbolDef, DEFAULT_SYMBOLS};
+use tachyon_proto::SymbolSpec;
+
+/// The whole configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address the HTTP/WebSocket server listens on.
+    pub listen: SocketAddr,
+    /// Journal, snapshots and the API-key secret live here.
+    pub data_dir: PathBuf,
+    /// Backbone partitions, i.e. engine shards.
+    pub partitions: u32,
+    pub journal: JournalSettings,
+    pub rate_limit: RateLimitSettings,
+    pub idempotency: IdempotencySettings,
+    pub limits: LimitSettings,
+    pub symbols: Vec<SymbolSettings>,
+}
+
+/// When the journal syncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncSetting {
+    EveryBatch,
+    Interval,
+    None,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct JournalSettings {
+    pub fsync: FsyncSetting,
+    /// With `fsync = "interval"`: at most this long between syncs.
+    pub fsync_interval_ms: u64,
+    pub segment_bytes: u64,
+    pub max_record_bytes: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimitSettings {
+    pub per_second: u32,
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IdempotencySettings {
+    pub ttl_secs: u64,
+    pub in_flight_timeout_secs: u64,
+    pub max_entries: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitSettings {
+    pub max_open_orders_per_account: u32,
+    pub max_body_bytes: usize,
+    pub max_batch_orders: usize,
+}
+
+/// A symbol as configured (decimal strings, as `GET /v1/symbols` shows them).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SymbolSettings {
+    pub id: u32,
+    pub name: String,
+    pub tick_size: String,
+    pub lot_size: String,
+    pub min_quantity: String,
+    pub max_quantity: String,
+    pub max_notional: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("./data"),
+            partitions: 2,
+            journal: JournalSettings::default(),
+            rate_limit: RateLimitSettings::default(),
+            idempotency: IdempotencySettings::default(),
+            limits: LimitSettings::default(),
+            symbols: DEFAULT_SYMBOLS.iter().map(SymbolSettings::from).collect(),
+        }
+    }
+}
+
+impl Default for JournalSettings {
+    fn default() -> Self {
+        let j = JournalConfig::default();
+        Self {
+            fsync: FsyncSetting::EveryBatch,
+            fsync_interval_ms: 5,
+            segment_bytes: j.segment_bytes,
+            max_record_bytes: j.max_record_bytes,
+        }
+    }
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        let r = RateLimitConfig::default();
+        Self { per_second: r.per_second, burst: r.burst }
+    }
+}
+
+impl Default for IdempotencySettings {
+    fn default() -> Self {
+        let i = IdempotencyConfig::default();
+        Self {
+            ttl_secs: i.ttl.as_secs(),
+            in_flight_timeout_secs: i.in_flight_timeout.as_secs(),
+            max_entries: i.max_entries,
+        }
+    }
+}
+
+impl Default for LimitSettings {
+    fn default() -> Self {
+        Self {
+            max_open_orders_per_account: RiskLimits::default().max_open_orders,
+            max_body_bytes: 64 * 1024,
+            max_batch_orders: 100,
+        }
+    }
+}
+
+impl From<&SymbolDef<'_>> for SymbolSettings {
+    fn from(d: &SymbolDef<'_>) -> Self {
+        Self {
+            id: d.id,
+            name: d.name.into(),
+            tick_size: d.tick_size.into(),
+            lot_size: d.lot_size.into(),
+            min_quantity: d.min_quantity.into(),
+            max_quantity: d.max_quantity.into(),
+            max_notional: d.max_notional.into(),
+        }
+    }
+}
+
+/// Overrides from flags or `TACHYON_*` environment variables (`None`: not given).
+#[derive(Clone, Debug, Default, clap::Args)]
+pub struct Overrides {
+    /// Configuration file (TOML); settings it does not name keep their defaults.
+    #[arg(long, env = "TACHYON_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on.
+    #[arg(long, env = "TACHYON_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory (journal, snapshots, API-key secret).
+    #[arg(long, env = "TACHYON_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Backbone partitions (engine shards).
+    #[arg(long, env = "TACHYON_PARTITIONS")]
+    pub partitions: Option<u32>,
+    /// Journal fsync policy: every_batch, interval or none.
+    #[arg(long, env = "TACHYON_FSYNC", value_parser = parse_fsync)]
+    pub fsync: Option<FsyncSetting>,
+}
+
+fn parse_fsync(s: &str) -> Result<FsyncSetting, String> {
+    match s {
+        "every_batch" => Ok(FsyncSetting::EveryBatch),
+        "interval" => Ok(FsyncSetting::Interval),
+        "none" => Ok(FsyncSetting::None),
+        _ => Err("expected every_batch, interval or none".into()),
+    }
+}
+
+impl Config {
+    /// Defaults, then the file named in `overrides` (if any), then the overrides.
+    ///
+    /// # Errors
+    /// An unreadable or invalid file (unknown keys included), or settings that do not
+    /// validate.
+    pub fn load(overrides: &Overrides) -> Result<Self> {
+        let mut config = match &overrides.config {
+            Some(path) => Self::from_file(path)?,
+            None => Self::default(),
+        };
+        if let Some(listen) = overrides.listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &overrides.data_dir {
+            config.data_dir.clone_from(dir);
+        }
+        if let Some(p) = overrides.partitions {
+            config.partitions = p;
+        }
+        if let Some(f) = overrides.fsync {
+            config.journal.fsync = f;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Reads a TOML file over the defaults.
+    ///
+    /// # Errors
+    /// I/O and parse errors, naming the file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Checks every setting; returns the engine configuration it describes.
+    ///
+    /// # Errors
+    /// The first invalid setting, named.
+    pub fn validate(&self) -> Result<EngineConfig> {
+        if self.partitions == 0 || self.partitions > 1024 {
+            bail!("partitions must be 1-1024, not {}", self.partitions);
+        }
+        if self.rate_limit.per_second == 0 || self.rate_limit.burst == 0 {
+            bail!("rate_limit.per_second and rate_limit.burst must be positive");
+        }
+        if self.limits.max_body_bytes < 1024 || self.limits.max_batch_orders == 0 {
+            bail!("limits.max_body_bytes must be at least 1024 and limits.max_batch_orders positive");
+        }
+        if self.journal.fsync == FsyncSetting::Interval && self.journal.fsync_interval_ms == 0 {
+            bail!("journal.fsync_interval_ms must be positive with fsync = \"interval\"");
+        }
+        let symbols = self
+            .symbols
+            .iter()
+            .map(|s| {
+                SymbolSpec::from_def(&SymbolDef {
+                    id: s.id,
+                    name: &s.name,
+                    tick_size: &s.tick_size,
+                    lot_size: &s.lot_size,
+                    min_quantity: &s.min_quantity,
+                    max_quantity: &s.max_quantity,
+                    max_notional: &s.max_notional,
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let engine =
+            EngineConfig { symbols, limits: RiskLimits { max_open_orders: self.limits.max_open_orders_per_account } };
+        engine.validate()?;
+        Ok(engine)
+    }
+
+    /// The journal settings as the bus takes them.
+    pub fn journal(&self) -> JournalConfig {
+        let fsync = match self.journal.fsync {
+            FsyncSetting::EveryBatch => FsyncPolicy::EveryBatch,
+            FsyncSetting::Interval => FsyncPolicy::Interval(Duration::from_millis(self.journal.fsync_interval_ms)),
+            FsyncSetting::None => FsyncPolicy::Never,
+        };
+        JournalConfig {
+            fsync,
+            segment_bytes: self.journal.segment_bytes,
+            max_record_bytes: self.journal.max_record_bytes,
+        }
+    }
+
+    pub fn rate_limit(&self) -> RateLimitConfig {
+        RateLimitConfig { per_second: self.rate_limit.per_second, burst: self.rate_limit.burst }
+    }
+
+    pub fn idempotency(&self) -> IdempotencyConfig {
+        IdempotencyConfig {
+            ttl: Duration::from_secs(self.idempotency.ttl_secs),
+            in_flight_timeout: Duration::from_secs(self.idempotency.in_flight_timeout_secs),
+            max_entries: self.idempotency.max_entries,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_pinned() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.data_dir, PathBuf::from("./data"));
+        assert_eq!(c.partitions, 2);
+        assert_eq!(c.journal.fsync, FsyncSetting::EveryBatch);
+        assert_eq!((c.rate_limit.per_second, c.rate_limit.burst), (1_000, 2_000));
+        assert_eq!(c.idempotency.ttl_secs, 86_400);
+        assert_eq!((c.limits.max_body_bytes, c.limits.max_batch_orders), (65_536, 100));
+        assert_eq!(c.limits.max_open_orders_per_account, 10_000);
+        let names: Vec<&str> = c.symbols.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(&names[..3], ["BTC-USD", "ETH-USD", "SOL-USD"]);
+        assert_eq!(c.validate().expect("defaults are valid").symbols.len(), c.symbols.len());
+    }
+
+    #[test]
+    fn the_example_file_is_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tachyon.example.toml");
+        assert_eq!(Config::from_file(&path).expect("example parses"), Config::default());
+    }
+
+    #[test]
+    fn a_file_overrides_what_it_names_and_rejects_typos() {
+        let c: Config = toml::from_str("partitions = 4\n[rate_limit]\nper_second = 50\n").expect("parses");
+        assert_eq!((c.partitions, c.rate_limit.per_second, c.rate_limit.burst), (4, 50, 2_000));
+        let err = toml::from_str::<Config>("[rate_limit]\nper_secnd = 50\n").expect_err("unknown key");
+        assert!(err.to_string().contains("per_secnd"), "{err}");
+        assert!(toml::from_str::<Config>("[journal]\nfsync = \"sometimes\"\n").is_err());
+    }
+
+    #[test]
+    fn overrides_win_over_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("t.toml");
+        std::fs::write(&file, "partitions = 4\ndata_dir = \"/from/file\"\n").expect("write");
+        let overrides = Overrides { config: Some(file), partitions: Some(8), ..Overrides::default() };
+        let c = Config::load(&overrides).expect("loads");
+        assert_eq!((c.partitions, c.data_dir.as_path()), (8, Path::new("/from/file")));
+    }
+
+    #[test]
+    fn invalid_settings_are_named() {
+        let mut c = Config { partitions: 0, ..Config::default() };
+        assert!(c.validate().expect_err("invalid").to_string().contains("partitions"));
+        c.partitions = 2;
+        c.symbols[1].id = c.symbols[0].id;
+        assert!(c.validate().expect_err("invalid").to_string().contains("used twice"));
+        c.symbols[1].id = 99;
+        c.symbols[1].tick_size = "0".into();
+        assert!(c.validate().expect_err("invalid").to_string().contains("tick_size"));
+    }
+}
