@@ -131,6 +131,25 @@ fn run_engine(engine: &mut Engine, cmds: &[Command]) -> Vec<Event> {
     out
 }
 
+/// Runs both engines over `cmds`, requiring identical events after every command, the
+/// engine's invariants, and identical final state.
+fn assert_matches_reference(config: &tachyon_engine::EngineConfig, cmds: &[Command]) -> Result<(), TestCaseError> {
+    let mut engine = Engine::new(config.clone());
+    let mut reference = ReferenceEngine::new(config.clone());
+    for (i, cmd) in cmds.iter().enumerate() {
+        let (mut fast, mut slow) = (Vec::new(), Vec::new());
+        engine.process(cmd, &mut fast);
+        reference.process(cmd, &mut slow);
+        prop_assert_eq!(&fast, &slow, "events differ at command {}: {:?}", i, cmd);
+        if let Err(e) = engine.check_invariants() {
+            return Err(TestCaseError::fail(format!("invariant broken after command {i} {cmd:?}: {e}")));
+        }
+    }
+    prop_assert_eq!(engine.snapshot(), reference.snapshot());
+    prop_assert_eq!(engine.state_hash(), reference.snapshot().state_hash());
+    Ok(())
+}
+
 proptest! {
     #![proptest_config(ProptestConfig {
         cases: 2000,
@@ -140,20 +159,7 @@ proptest! {
 
     #[test]
     fn engine_matches_reference(seeds in seeds(300)) {
-        let cmds = build(&seeds);
-        let mut engine = Engine::new(config(MAX_OPEN));
-        let mut reference = ReferenceEngine::new(config(MAX_OPEN));
-        for (i, cmd) in cmds.iter().enumerate() {
-            let (mut fast, mut slow) = (Vec::new(), Vec::new());
-            engine.process(cmd, &mut fast);
-            reference.process(cmd, &mut slow);
-            prop_assert_eq!(&fast, &slow, "events differ at command {}: {:?}", i, cmd);
-            if let Err(e) = engine.check_invariants() {
-                return Err(TestCaseError::fail(format!("invariant broken after command {i} {cmd:?}: {e}")));
-            }
-        }
-        prop_assert_eq!(engine.snapshot(), reference.snapshot());
-        prop_assert_eq!(engine.state_hash(), reference.snapshot().state_hash());
+        assert_matches_reference(&config(MAX_OPEN), &build(&seeds))?;
     }
 
     #[test]
@@ -261,19 +267,7 @@ proptest! {
 
     #[test]
     fn engine_matches_reference_with_prices_far_apart(seeds in seeds(300)) {
-        let cmds = build_wide(&seeds);
-        let mut engine = Engine::new(wide_config());
-        let mut reference = ReferenceEngine::new(wide_config());
-        for (i, cmd) in cmds.iter().enumerate() {
-            let (mut fast, mut slow) = (Vec::new(), Vec::new());
-            engine.process(cmd, &mut fast);
-            reference.process(cmd, &mut slow);
-            prop_assert_eq!(&fast, &slow, "events differ at command {}: {:?}", i, cmd);
-            if let Err(e) = engine.check_invariants() {
-                return Err(TestCaseError::fail(format!("invariant broken after command {i} {cmd:?}: {e}")));
-            }
-        }
-        prop_assert_eq!(engine.snapshot(), reference.snapshot());
+        assert_matches_reference(&wide_config(), &build_wide(&seeds))?;
     }
 }
 
