@@ -249,7 +249,8 @@ impl Generator {
         let qty = 1 + self.rng.below(100);
         let order = self.new_order(symbol, side, Some(Price(price)), qty, TimeInForce::Gtc);
         let cmd = self.apply(Command::New(order));
-        if self.shadow.top_of_book(order.symbol).is_some() && self.events.iter().any(|e| matches!(e, Event::Level(_))) {
+        // Priced behind the opposite best, so it rests (and publishes its level).
+        if self.events.iter().any(|e| matches!(e, Event::Level(_))) {
             self.live.add(symbol, order.order_id, order.account);
         }
         cmd

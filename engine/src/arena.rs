@@ -76,7 +76,7 @@ pub(crate) struct Level {
 }
 
 /// Orders, indexed by slot.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Orders {
     slots: Vec<Order>,
     client_ids: Vec<Option<ClientOrderId>>,
@@ -184,7 +184,7 @@ impl std::ops::IndexMut<u32> for Orders {
 }
 
 /// Levels, indexed by slot.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Levels {
     slots: Vec<Level>,
     free: u32,

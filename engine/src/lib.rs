@@ -8,12 +8,14 @@
 //! all IO around it.
 //!
 //! # Layout
-//! - [`engine`]: the [`Engine`] and the commands (new, cancel, cancel-all, amend).
+//! - [`engine`]: the [`Engine`], its configuration and the bookkeeping commands share.
+//! - `commands`: new order, cancel, cancel-all, amend.
 //! - `matching`: the matching loop, fill-or-kill pre-check, self-trade prevention.
 //! - `batch`: [`Engine::process_batch`], which overlaps the cache misses of upcoming
 //!   commands with current work in books larger than the caches.
 //! - `prefetch`: the cache hint itself (the engine's only `unsafe`).
-//! - `ladder`: one side of a book: price levels sorted best-last, found by price in O(1).
+//! - `ladder`: one side of a book: levels found by price in O(1), ordered by a presence
+//!   bitmap (best level cached, creating or removing a level flips a bit).
 //! - `arena`: slabs for orders and levels with intrusive free lists (no allocation per
 //!   order once warm).
 //! - `int_map`: the integer-keyed index behind order ids and prices (one cache miss).

@@ -171,10 +171,10 @@ impl Engine {
             }
         }
         let mut restored: Vec<(u32, usize, u32)> = Vec::new();
-        let mut seen_books = FxHashMap::default();
+        let mut seen_books = vec![false; engine.books.len()];
         for b in &snap.books {
             let book = engine.book_index.get(b.symbol).ok_or(RestoreError::UnknownSymbol(b.symbol))?;
-            if seen_books.insert(book, ()).is_some() {
+            if std::mem::replace(&mut seen_books[book as usize], true) {
                 return Err(RestoreError::DuplicateSymbol(b.symbol));
             }
             let state = &mut engine.books[book as usize];

@@ -298,8 +298,23 @@ mod tests {
         let t0 = Instant::now();
         let fp = fingerprint("POST", "/v1/orders", b"x");
         let Ok(Begin::Proceed(first)) = s.begin(alice(), "a", fp, t0) else { panic!("proceeds") };
-        let Ok(Begin::Proceed(_second)) = s.begin(alice(), "b", fp, t0) else { panic!("proceeds") };
+        // "b" evicts "a"; then "a" is asked for again and runs under a new ticket.
+        let Ok(Begin::Proceed(_b)) = s.begin(alice(), "b", fp, t0) else { panic!("proceeds") };
+        let Ok(Begin::Proceed(_again)) = s.begin(alice(), "a", fp, t0) else { panic!("runs again") };
+        // The first ticket's late answer must not become the new request's answer.
         s.complete(first, ok("late"));
-        assert!(matches!(s.begin(alice(), "a", fp, t0), Ok(Begin::Proceed(_))), "no stale replay");
+        assert_eq!(s.begin(alice(), "a", fp, t0), Ok(Begin::InFlight), "no stale replay");
+    }
+
+    #[test]
+    fn a_late_abandon_of_an_evicted_ticket_does_not_unblock_the_new_request() {
+        let s = IdempotencyStore::new(IdempotencyConfig { max_entries: 1, ..IdempotencyConfig::default() });
+        let t0 = Instant::now();
+        let fp = fingerprint("POST", "/v1/orders", b"x");
+        let Ok(Begin::Proceed(first)) = s.begin(alice(), "a", fp, t0) else { panic!("proceeds") };
+        let Ok(Begin::Proceed(_b)) = s.begin(alice(), "b", fp, t0) else { panic!("proceeds") };
+        let Ok(Begin::Proceed(_again)) = s.begin(alice(), "a", fp, t0) else { panic!("runs again") };
+        s.abandon(first);
+        assert_eq!(s.begin(alice(), "a", fp, t0), Ok(Begin::InFlight), "the running request still owns the key");
     }
 }
