@@ -4,7 +4,7 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
-use tachyon_proto::wire::{decode_command, decode_event, encode, CommandEnvelope, EventEnvelope};
+use tachyon_proto::wire::{decode_command, decode_output, encode, CommandEnvelope, ShardOutput};
 use tachyon_proto::{
     AccountId, ClientOrderId, Command, Event, NewOrder, OrderId, OrderType, Price, Qty, SelfTradePrevention, Side,
     SymbolId, TimeInForce, Timestamp, Trade, TradeId,
@@ -34,14 +34,15 @@ fn command() -> CommandEnvelope {
     }
 }
 
-fn trade() -> EventEnvelope {
-    EventEnvelope {
+fn trade() -> ShardOutput {
+    ShardOutput {
         partition: 3,
         seq: 77,
         input_offset: 1_000,
         request_id: 42,
         gateway_id: 1,
-        event: Event::Trade(Trade {
+        command: command().command,
+        events: vec![Event::Trade(Trade {
             symbol: SymbolId(1),
             trade_id: TradeId(9),
             price: Price(3_000_000),
@@ -55,7 +56,7 @@ fn trade() -> EventEnvelope {
             maker_remaining: Qty(0),
             seq: 12,
             timestamp: Timestamp(1_795_255_200_123_456_789),
-        }),
+        })],
     }
 }
 
@@ -68,8 +69,8 @@ fn benches(c: &mut Criterion) {
     let ev_bytes = encode(&ev).expect("encodes");
     group.bench_function("encode_command", |b| b.iter(|| encode(black_box(&cmd))));
     group.bench_function("decode_command", |b| b.iter(|| decode_command(black_box(&cmd_bytes))));
-    group.bench_function("encode_trade_event", |b| b.iter(|| encode(black_box(&ev))));
-    group.bench_function("decode_trade_event", |b| b.iter(|| decode_event(black_box(&ev_bytes))));
+    group.bench_function("encode_trade_output", |b| b.iter(|| encode(black_box(&ev))));
+    group.bench_function("decode_trade_output", |b| b.iter(|| decode_output(black_box(&ev_bytes))));
     group.finish();
 }
 

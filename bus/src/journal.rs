@@ -197,6 +197,24 @@ fn new_segment(dir: &Path, base: u64) -> Result<(Segment, File), JournalError> {
     Ok((Segment { base, path }, file))
 }
 
+/// The segments in `dir`, by base offset.
+fn list_segments(dir: &Path) -> io::Result<Vec<Segment>> {
+    let mut segments = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        let base = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".log"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(base) = base {
+            segments.push(Segment { base, path });
+        }
+    }
+    segments.sort_by_key(|s| s.base);
+    Ok(segments)
+}
+
 /// Makes a directory entry (a new segment) durable.
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
@@ -210,19 +228,7 @@ impl Journal {
     pub fn open(dir: impl AsRef<Path>, config: JournalConfig) -> Result<(Self, Recovery), JournalError> {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir)?;
-        let mut segments = Vec::new();
-        for entry in fs::read_dir(&dir)? {
-            let path = entry?.path();
-            let base = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.strip_suffix(".log"))
-                .and_then(|n| n.parse::<u64>().ok());
-            if let Some(base) = base {
-                segments.push(Segment { base, path });
-            }
-        }
-        segments.sort_by_key(|s| s.base);
+        let mut segments = list_segments(&dir)?;
         let mut recovery = Recovery::default();
         let mut next_offset = segments.first().map_or(0, |s| s.base);
         let mut payload = Vec::new();
@@ -365,20 +371,17 @@ impl Journal {
     /// # Errors
     /// [`JournalError::OffsetOutOfRange`] past the end; I/O errors opening segments.
     pub fn read_from(&self, offset: u64) -> Result<JournalReader, JournalError> {
-        let start = self.segments.first().map_or(0, |s| s.base);
-        if offset > self.next_offset || offset < start {
-            return Err(JournalError::OffsetOutOfRange { offset, end: self.next_offset });
-        }
-        let first = self.segments.partition_point(|s| s.base <= offset).saturating_sub(1);
-        Ok(JournalReader {
-            segments: self.segments[first..].to_vec(),
-            current: None,
-            next: self.segments.get(first).map_or(offset, |s| s.base),
-            skip_below: offset,
-            end: self.next_offset,
-            max: self.config.max_record_bytes,
-        })
+        JournalReader::new(&self.segments, offset, self.next_offset, self.config.max_record_bytes)
     }
+}
+
+/// Reads records `offset..end` of the journal in `dir` while another handle may be
+/// appending to it: `end` must not exceed what that writer has already written.
+///
+/// # Errors
+/// [`JournalError::OffsetOutOfRange`] when `offset` is not in the journal; I/O errors.
+pub fn read_dir_range(dir: &Path, offset: u64, end: u64, max_record_bytes: u32) -> Result<JournalReader, JournalError> {
+    JournalReader::new(&list_segments(dir)?, offset, end, max_record_bytes)
 }
 
 /// Iterates records `(offset, payload)` from a starting offset up to the end of the
@@ -394,6 +397,22 @@ pub struct JournalReader {
 }
 
 impl JournalReader {
+    fn new(segments: &[Segment], offset: u64, end: u64, max: u32) -> Result<Self, JournalError> {
+        let start = segments.first().map_or(0, |s| s.base);
+        if offset > end || offset < start {
+            return Err(JournalError::OffsetOutOfRange { offset, end });
+        }
+        let first = segments.partition_point(|s| s.base <= offset).saturating_sub(1);
+        Ok(JournalReader {
+            segments: segments[first..].to_vec(),
+            current: None,
+            next: segments.get(first).map_or(offset, |s| s.base),
+            skip_below: offset,
+            end,
+            max,
+        })
+    }
+
     fn open_next_segment(&mut self) -> Result<bool, JournalError> {
         if self.segments.is_empty() {
             return Ok(false);

@@ -1,14 +1,22 @@
-//! The event backbone.
+//! The event backbone: an ordered, partitioned, durable log behind one trait.
 //!
-//! Today: [`journal`], the durable storage under the embedded backbone — an append-only,
-//! checksummed, segmented log per partition with group commit, a configurable fsync
-//! policy and recovery that cuts off a torn tail instead of replaying it.
+//! # Layout
+//! - [`backbone`]: the [`Backbone`] trait (produce with a durable acknowledgement, read
+//!   from an offset, commit consumer offsets) that the embedded and Kafka implementations
+//!   share, and its error type.
+//! - [`embedded`]: the default backbone: bounded in-process queues per partition, a
+//!   writer thread per partition doing group commit into a [`Journal`], and an in-memory
+//!   tail for readers.
+//! - [`journal`]: the durable storage under the embedded backbone: an append-only,
+//!   checksummed, segmented log with a configurable fsync policy and recovery that cuts
+//!   off a torn tail instead of replaying it.
 //!
-//! Next (the embedded-exchange and Kafka issues): the backbone trait (ordered,
-//! partitioned, durable log: produce with acknowledgement, consume from an offset,
-//! commit), its embedded implementation (bounded in-process queues per partition over
-//! this journal) and its Kafka implementation (rdkafka).
+//! The Kafka implementation (rdkafka) comes with the Kafka issue, behind the same trait.
 
+pub mod backbone;
+pub mod embedded;
 pub mod journal;
 
+pub use backbone::{last_record, Ack, Backbone, BusError, PartitionReader, Record};
+pub use embedded::{EmbeddedBus, EmbeddedConfig};
 pub use journal::{FsyncPolicy, Journal, JournalConfig, JournalError, JournalReader, Recovery};

@@ -10,6 +10,7 @@
 //! - [`wire`]: rkyv encodings for the backbone, validated on read.
 //! - [`api`]: the serde JSON types of the public API (`shared/API.md`).
 //! - [`time`]: [`Timestamp`] and its RFC 3339 rendering.
+//! - [`topic`]: the backbone's topic names.
 //!
 //! Invariants: prices and quantities are integers everywhere except in [`api`] strings;
 //! a decimal string that is off the grid or out of range is an error, never rounded.
@@ -21,6 +22,7 @@ pub mod fixed;
 pub mod ids;
 pub mod symbol;
 pub mod time;
+pub mod topic;
 pub mod wire;
 
 pub use command::{Amend, Cancel, CancelAll, Command, NewOrder, OrderType, SelfTradePrevention, TimeInForce};
@@ -29,3 +31,4 @@ pub use fixed::{Price, Qty, Side, Step};
 pub use ids::{AccountId, ClientOrderId, OrderId, SymbolId, TradeId};
 pub use symbol::{partition_for, SymbolSpec};
 pub use time::Timestamp;
+pub use topic::Topic;

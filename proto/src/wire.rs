@@ -28,20 +28,30 @@ pub struct CommandEnvelope {
     pub command: Command,
 }
 
-/// An engine event as it travels on `tachyon.executions` / `tachyon.marketdata`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+/// What an engine shard publishes for one input command, on `tachyon.executions` (the
+/// command's private events, always, even when there are none, so a waiting gateway
+/// learns the command is done) and on `tachyon.marketdata` (its public events, when there
+/// are any).
+///
+/// `seq` numbers the shard's output records: consecutive from 1 over both topics, never
+/// reused, so consumers deduplicate by (`partition`, `seq`) and a restarted shard knows
+/// from the last record it finds what it already published.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[rkyv(derive(Debug))]
-pub struct EventEnvelope {
+pub struct ShardOutput {
     /// The engine shard (= input partition) that produced it.
     pub partition: u32,
-    /// The shard's output sequence: consecutive from 1, never reused.
+    /// The shard's output sequence.
     pub seq: u64,
-    /// Offset of the input command this event came from.
+    /// Offset of the input command these events came from.
     pub input_offset: u64,
-    /// The command's `request_id` and `gateway_id`.
+    /// The command's `request_id` and `gateway_id`, for reply routing.
     pub request_id: u64,
     pub gateway_id: u32,
-    pub event: Event,
+    /// The command itself (a rejected order's fields live only here).
+    pub command: Command,
+    /// In the order the engine emitted them.
+    pub events: Vec<Event>,
 }
 
 /// Why a payload could not be decoded.
@@ -96,20 +106,33 @@ where
 /// [`WireError`] for an empty, unknown-format, corrupt or semantically invalid payload.
 pub fn decode_command(payload: &[u8]) -> Result<CommandEnvelope, WireError> {
     let env: CommandEnvelope = decode_raw(payload)?;
-    check_account(env.command.account())?;
-    if let Command::New(n) = &env.command {
-        check_client_order_id(n.client_order_id.as_ref())?;
-    }
+    check_command(&env.command)?;
     Ok(env)
 }
 
-/// Decodes and validates an event envelope.
+/// Decodes and validates a shard output record.
 ///
 /// # Errors
 /// [`WireError`] for an empty, unknown-format, corrupt or semantically invalid payload.
-pub fn decode_event(payload: &[u8]) -> Result<EventEnvelope, WireError> {
-    let env: EventEnvelope = decode_raw(payload)?;
-    match &env.event {
+pub fn decode_output(payload: &[u8]) -> Result<ShardOutput, WireError> {
+    let out: ShardOutput = decode_raw(payload)?;
+    check_command(&out.command)?;
+    for event in &out.events {
+        check_event(event)?;
+    }
+    Ok(out)
+}
+
+fn check_command(command: &Command) -> Result<(), WireError> {
+    check_account(command.account())?;
+    if let Command::New(n) = command {
+        check_client_order_id(n.client_order_id.as_ref())?;
+    }
+    Ok(())
+}
+
+fn check_event(event: &Event) -> Result<(), WireError> {
+    match event {
         Event::Accepted(a) => {
             check_account(a.account)?;
             check_client_order_id(a.client_order_id.as_ref())?;
@@ -123,7 +146,7 @@ pub fn decode_event(payload: &[u8]) -> Result<EventEnvelope, WireError> {
         Event::Amended(a) => check_account(a.account)?,
         Event::Level(_) | Event::Bbo(_) => {}
     }
-    Ok(env)
+    Ok(())
 }
 
 fn check_account(a: AccountId) -> Result<(), WireError> {
@@ -178,22 +201,32 @@ mod tests {
     }
 
     #[test]
-    fn event_round_trips() {
-        let env = EventEnvelope {
+    fn output_round_trips() {
+        let out = ShardOutput {
             partition: 3,
             seq: 9,
             input_offset: 100,
             request_id: 7,
             gateway_id: 1,
-            event: Event::Bbo(Bbo {
-                symbol: SymbolId(1),
-                bid: Some(PriceLevel { price: Price(10), qty: Qty(2) }),
-                ask: None,
-                seq: 4,
-            }),
+            command: sample_command().command,
+            events: vec![
+                Event::Level(LevelChange {
+                    symbol: SymbolId(1),
+                    side: Side::Buy,
+                    price: Price(10),
+                    qty: Qty(2),
+                    seq: 4,
+                }),
+                Event::Bbo(Bbo {
+                    symbol: SymbolId(1),
+                    bid: Some(PriceLevel { price: Price(10), qty: Qty(2) }),
+                    ask: None,
+                    seq: 4,
+                }),
+            ],
         };
-        let bytes = encode(&env).expect("encodes");
-        assert_eq!(decode_event(&bytes), Ok(env));
+        let bytes = encode(&out).expect("encodes");
+        assert_eq!(decode_output(&bytes), Ok(out));
     }
 
     #[test]
@@ -225,7 +258,7 @@ mod tests {
         #[test]
         fn garbage_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
             let _ = decode_command(&bytes);
-            let _ = decode_event(&bytes);
+            let _ = decode_output(&bytes);
         }
 
         #[test]

@@ -1,0 +1,134 @@
+//! The backbone trait: an ordered, partitioned, durable log.
+//!
+//! It is shaped after what both implementations can honour:
+//! - **produce** appends records to one partition of a topic and calls an acknowledgement
+//!   once they are durable (the embedded journal synced per its policy; Kafka: acks=all).
+//!   It never blocks: a full queue is [`BusError::Full`] (backpressure the caller turns
+//!   into a 503 or a retry), a broken backbone [`BusError::Unavailable`].
+//! - **read** from any offset of one partition, in batches, waiting up to a timeout for
+//!   new records (embedded: the in-memory tail or the journal files; Kafka: an assigned
+//!   consumer).
+//! - **commit** a consumer group's next offset per partition, and read it back.
+//!
+//! Offsets are per partition, consecutive from 0, and a record's offset never changes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tachyon_proto::Topic;
+use thiserror::Error;
+
+/// One record read from a partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Record {
+    pub offset: u64,
+    pub payload: Arc<[u8]>,
+}
+
+/// Called once with the offsets given to a produced batch (first..end), or the error that
+/// kept it from becoming durable.
+pub type Ack = Box<dyn FnOnce(Result<std::ops::Range<u64>, BusError>) + Send>;
+
+/// What can go wrong talking to the backbone.
+#[derive(Clone, Debug, Error, PartialEq, Eq)]
+pub enum BusError {
+    /// The partition's queue is full: retry shortly.
+    #[error("backbone queue full for {topic} partition {partition}")]
+    Full { topic: Topic, partition: u32 },
+    /// The backbone cannot take writes (I/O failure, broker unreachable, shutting down).
+    #[error("backbone unavailable: {0}")]
+    Unavailable(String),
+    #[error("no partition {partition} in {topic}")]
+    NoSuchPartition { topic: Topic, partition: u32 },
+    #[error("offset {offset} is out of range for {topic} partition {partition}")]
+    OffsetOutOfRange { topic: Topic, partition: u32, offset: u64 },
+    #[error("invalid consumer group name {0:?}")]
+    InvalidGroup(String),
+    /// The backbone was closed; readers stop.
+    #[error("backbone closed")]
+    Closed,
+}
+
+/// An ordered, partitioned, durable log (see the module docs).
+pub trait Backbone: Send + Sync + 'static {
+    /// Partitions of every topic.
+    fn partitions(&self) -> u32;
+
+    /// Appends `payloads`, in order and contiguously, to one partition; `ack` (if any) is
+    /// called once they are durable.
+    ///
+    /// # Errors
+    /// [`BusError::Full`] (nothing was queued), [`BusError::Unavailable`],
+    /// [`BusError::NoSuchPartition`].
+    fn produce(&self, topic: Topic, partition: u32, payloads: Vec<Vec<u8>>, ack: Option<Ack>) -> Result<(), BusError>;
+
+    /// Waits until everything produced so far to the partition is durable.
+    ///
+    /// # Errors
+    /// [`BusError::Unavailable`] when that cannot happen within `timeout`.
+    fn flush(&self, topic: Topic, partition: u32, timeout: Duration) -> Result<(), BusError>;
+
+    /// A reader of one partition starting at `offset`.
+    ///
+    /// # Errors
+    /// [`BusError::NoSuchPartition`], [`BusError::OffsetOutOfRange`].
+    fn reader(&self, topic: Topic, partition: u32, offset: u64) -> Result<Box<dyn PartitionReader>, BusError>;
+
+    /// The offset the next record of the partition will get (everything below is readable).
+    ///
+    /// # Errors
+    /// [`BusError::NoSuchPartition`], [`BusError::Unavailable`].
+    fn end_offset(&self, topic: Topic, partition: u32) -> Result<u64, BusError>;
+
+    /// Stores `group`'s next offset to read from the partition.
+    ///
+    /// # Errors
+    /// [`BusError::InvalidGroup`], [`BusError::Unavailable`].
+    fn commit(&self, group: &str, topic: Topic, partition: u32, next_offset: u64) -> Result<(), BusError>;
+
+    /// `group`'s stored next offset, if it committed one.
+    ///
+    /// # Errors
+    /// [`BusError::InvalidGroup`], [`BusError::Unavailable`].
+    fn committed(&self, group: &str, topic: Topic, partition: u32) -> Result<Option<u64>, BusError>;
+
+    /// `true` while the backbone can take writes.
+    fn is_healthy(&self) -> bool;
+}
+
+/// Reads one partition in order.
+pub trait PartitionReader: Send {
+    /// Appends up to `max` records to `out`, waiting up to `timeout` for the first one.
+    /// Returns how many were added (0: none arrived in time).
+    ///
+    /// # Errors
+    /// [`BusError::Closed`] once the backbone is closed and everything was read; I/O errors
+    /// as [`BusError::Unavailable`].
+    fn poll(&mut self, out: &mut Vec<Record>, max: usize, timeout: Duration) -> Result<usize, BusError>;
+
+    /// The offset of the next record this reader returns.
+    fn position(&self) -> u64;
+}
+
+/// The last record of a partition, if it has one.
+///
+/// # Errors
+/// As [`Backbone::end_offset`] and [`Backbone::reader`].
+pub fn last_record(bus: &dyn Backbone, topic: Topic, partition: u32) -> Result<Option<Record>, BusError> {
+    let end = bus.end_offset(topic, partition)?;
+    if end == 0 {
+        return Ok(None);
+    }
+    let mut reader = bus.reader(topic, partition, end - 1)?;
+    let mut out = Vec::with_capacity(1);
+    reader.poll(&mut out, 1, Duration::from_secs(5))?;
+    Ok(out.pop())
+}
+
+/// `true` for names that are safe as file names and Kafka group ids.
+pub fn valid_group(group: &str) -> bool {
+    !group.is_empty()
+        && group.len() <= 100
+        && group.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        && !group.starts_with('.')
+}
