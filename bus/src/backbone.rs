@@ -55,12 +55,19 @@ pub trait Backbone: Send + Sync + 'static {
     fn partitions(&self) -> u32;
 
     /// Appends `payloads`, in order and contiguously, to one partition; `ack` (if any) is
-    /// called once they are durable.
+    /// called once they are durable. On success the payloads are taken (`payloads` is left
+    /// empty); on an error they stay, so the caller can retry without copying.
     ///
     /// # Errors
     /// [`BusError::Full`] (nothing was queued), [`BusError::Unavailable`],
-    /// [`BusError::NoSuchPartition`].
-    fn produce(&self, topic: Topic, partition: u32, payloads: Vec<Vec<u8>>, ack: Option<Ack>) -> Result<(), BusError>;
+    /// [`BusError::NoSuchPartition`]; `ack` is dropped uncalled.
+    fn produce(
+        &self,
+        topic: Topic,
+        partition: u32,
+        payloads: &mut Vec<Vec<u8>>,
+        ack: Option<Ack>,
+    ) -> Result<(), BusError>;
 
     /// Waits until everything produced so far to the partition is durable.
     ///

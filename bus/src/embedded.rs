@@ -228,7 +228,13 @@ impl Backbone for EmbeddedBus {
         self.partitions
     }
 
-    fn produce(&self, topic: Topic, partition: u32, payloads: Vec<Vec<u8>>, ack: Option<Ack>) -> Result<(), BusError> {
+    fn produce(
+        &self,
+        topic: Topic,
+        partition: u32,
+        payloads: &mut Vec<Vec<u8>>,
+        ack: Option<Ack>,
+    ) -> Result<(), BusError> {
         let log = self.log(topic, partition)?;
         if !log.healthy.load(Ordering::Acquire) {
             return Err(BusError::Unavailable(format!("{topic} partition {partition} failed")));
@@ -240,11 +246,25 @@ impl Backbone for EmbeddedBus {
                 log.max_record_bytes
             )));
         }
-        let records = payloads.into_iter().map(Arc::from).collect();
+        if log.tx.is_full() {
+            return Err(BusError::Full { topic, partition });
+        }
+        let records = payloads.drain(..).map(Arc::from).collect();
+        let give_back = |request: Request, payloads: &mut Vec<Vec<u8>>| {
+            if let Request::Append(records, _) = request {
+                payloads.extend(records.iter().map(|r| r.to_vec()));
+            }
+        };
         match log.tx.try_send(Request::Append(records, ack)) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_)) => Err(BusError::Full { topic, partition }),
-            Err(TrySendError::Disconnected(_)) => Err(BusError::Unavailable("backbone closed".into())),
+            Err(TrySendError::Full(request)) => {
+                give_back(request, payloads);
+                Err(BusError::Full { topic, partition })
+            }
+            Err(TrySendError::Disconnected(request)) => {
+                give_back(request, payloads);
+                Err(BusError::Unavailable("backbone closed".into()))
+            }
         }
     }
 

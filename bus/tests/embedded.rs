@@ -16,7 +16,9 @@ fn payload(i: u64) -> Vec<u8> {
 /// Produces `payloads` and waits for the acknowledgement.
 fn produce_acked(bus: &EmbeddedBus, topic: Topic, partition: u32, payloads: Vec<Vec<u8>>) -> std::ops::Range<u64> {
     let (tx, rx) = mpsc::channel();
-    bus.produce(topic, partition, payloads, Some(Box::new(move |r| tx.send(r).expect("test waits")))).expect("queued");
+    let mut payloads = payloads;
+    bus.produce(topic, partition, &mut payloads, Some(Box::new(move |r| tx.send(r).expect("test waits"))))
+        .expect("queued");
     rx.recv_timeout(WAIT).expect("acknowledged").expect("durable")
 }
 
@@ -42,7 +44,7 @@ fn acknowledged_records_are_readable_in_order_with_consecutive_offsets() {
     let got: Vec<(u64, Vec<u8>)> = records.into_iter().map(|r| (r.offset, r.payload.to_vec())).collect();
     assert_eq!(got, (0..3).map(|i| (i, payload(i))).collect::<Vec<_>>());
     assert_eq!(
-        bus.produce(Topic::Orders, 2, vec![payload(0)], None),
+        bus.produce(Topic::Orders, 2, &mut vec![payload(0)], None),
         Err(BusError::NoSuchPartition { topic: Topic::Orders, partition: 2 })
     );
 }
@@ -87,7 +89,7 @@ fn survives_a_restart_and_reads_old_records_from_disk() {
             produce_acked(&bus, Topic::Orders, 0, vec![payload(i)]);
         }
         // Not synced per batch: close() must still write it out.
-        bus.produce(Topic::Executions, 0, vec![payload(7)], None).expect("queued");
+        bus.produce(Topic::Executions, 0, &mut vec![payload(7)], None).expect("queued");
         bus.close();
     }
     let bus = EmbeddedBus::open(&config).expect("reopens");
@@ -130,7 +132,7 @@ fn interval_policy_makes_records_visible_only_after_the_sync() {
     let bus = EmbeddedBus::open(&config).expect("opens");
     // Acknowledged within the interval (plus scheduling), without any further traffic.
     assert_eq!(produce_acked(&bus, Topic::Orders, 0, vec![payload(0)]), 0..1);
-    bus.produce(Topic::Orders, 0, vec![payload(1)], None).expect("queued");
+    bus.produce(Topic::Orders, 0, &mut vec![payload(1)], None).expect("queued");
     bus.flush(Topic::Orders, 0, WAIT).expect("flushed");
     assert_eq!(bus.end_offset(Topic::Orders, 0), Ok(2));
 }
@@ -160,7 +162,7 @@ fn a_full_queue_is_backpressure_not_loss() {
     let mut accepted = 0u64;
     let mut full = 0;
     for i in 0..5_000 {
-        match bus.produce(Topic::Orders, 0, vec![payload(i)], None) {
+        match bus.produce(Topic::Orders, 0, &mut vec![payload(i)], None) {
             Ok(()) => accepted += 1,
             Err(BusError::Full { .. }) => full += 1,
             Err(e) => panic!("unexpected {e}"),
@@ -186,8 +188,8 @@ fn close_wakes_waiting_readers_after_they_read_everything() {
             }
         }
     });
-    bus.produce(Topic::MarketData, 0, vec![payload(0), payload(1)], None).expect("queued");
+    bus.produce(Topic::MarketData, 0, &mut vec![payload(0), payload(1)], None).expect("queued");
     bus.close();
     assert_eq!(waiter.join().expect("reader stopped"), 2);
-    assert!(bus.produce(Topic::MarketData, 0, vec![payload(2)], None).is_err(), "closed means closed");
+    assert!(bus.produce(Topic::MarketData, 0, &mut vec![payload(2)], None).is_err(), "closed means closed");
 }

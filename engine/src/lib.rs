@@ -4,8 +4,7 @@
 //! writes the resulting [`Event`]s into an [`EventSink`]. Nothing here does IO, reads a
 //! clock, draws random numbers or iterates a hash map where the order could reach the
 //! output: the events depend only on the command sequence, so replaying the input
-//! reproduces them byte for byte. The shard runner (in the embedded-exchange issue) owns
-//! all IO around it.
+//! reproduces them byte for byte. The shard runner ([`runner`]) owns all IO around it.
 //!
 //! # Layout
 //! - [`engine`]: the [`Engine`], its configuration and the bookkeeping commands share.
@@ -22,6 +21,8 @@
 //! - [`snapshot`]: a complete, rkyv-serialisable image of the state, and restore.
 //! - [`hash`]: the canonical state hash shared with the reference model.
 //! - [`reference`]: a simple, obviously-correct model of the same semantics, for tests.
+//! - [`runner`]: the IO shell, kept apart from all of the above: one thread per partition
+//!   feeding the core from the backbone, publishing its outputs, snapshots and recovery.
 //!
 //! # Semantics (the contract the reference model also implements)
 //! - Price-time priority: better price first, then earlier arrival at that price.
@@ -66,6 +67,7 @@ mod ladder;
 mod matching;
 mod prefetch;
 pub mod reference;
+pub mod runner;
 pub mod snapshot;
 
 pub use engine::{ConfigError, Engine, EngineConfig, RiskLimits};
