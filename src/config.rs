@@ -15,7 +15,8 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use tachyon_bus::{FsyncPolicy, JournalConfig};
 use tachyon_engine::{EngineConfig, RiskLimits};
-use tachyon_gateway::{IdempotencyConfig, RateLimitConfig};
+use tachyon_gateway::orders::StoreLimits;
+use tachyon_gateway::{GatewayConfig, IdempotencyConfig, RateLimitConfig};
 use tachyon_proto::symbol::{SymbolDef, DEFAULT_SYMBOLS};
 use tachyon_proto::SymbolSpec;
 
@@ -33,7 +34,47 @@ pub struct Config {
     pub rate_limit: RateLimitSettings,
     pub idempotency: IdempotencySettings,
     pub limits: LimitSettings,
+    pub gateway: GatewaySettings,
+    pub snapshots: SnapshotSettings,
+    /// `json` (one JSON object per line, for log pipelines) or `text` (for a terminal).
+    pub log_format: LogFormat,
     pub symbols: Vec<SymbolSettings>,
+}
+
+/// How logs are written (to stderr).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    Json,
+    Text,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GatewaySettings {
+    /// How long `?response=result` waits for the engine before answering 202 `pending`.
+    pub reply_timeout_ms: u64,
+    /// Messages queued per WebSocket connection.
+    pub ws_queue: usize,
+    /// Market-data messages buffered per symbol before a subscriber lags (fresh snapshot).
+    pub md_buffer: usize,
+    /// Largest WebSocket message accepted.
+    pub max_frame_bytes: usize,
+    /// Done orders kept in memory for `GET /v1/orders` (oldest forgotten first).
+    pub max_closed_orders: usize,
+    /// Fills kept in memory per account for `GET /v1/fills`.
+    pub max_fills_per_account: usize,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SnapshotSettings {
+    /// An engine shard snapshots after this many commands…
+    pub every_commands: u64,
+    /// …or after this many seconds with at least one command.
+    pub every_secs: u64,
+    /// Snapshots kept per shard.
+    pub keep: usize,
 }
 
 /// When the journal syncs.
@@ -101,6 +142,9 @@ impl Default for Config {
             rate_limit: RateLimitSettings::default(),
             idempotency: IdempotencySettings::default(),
             limits: LimitSettings::default(),
+            gateway: GatewaySettings::default(),
+            snapshots: SnapshotSettings::default(),
+            log_format: LogFormat::Json,
             symbols: DEFAULT_SYMBOLS.iter().map(SymbolSettings::from).collect(),
         }
     }
@@ -146,6 +190,26 @@ impl Default for LimitSettings {
     }
 }
 
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        let g = GatewayConfig::default();
+        Self {
+            reply_timeout_ms: g.reply_timeout.as_millis() as u64,
+            ws_queue: g.ws_queue,
+            md_buffer: g.md_buffer,
+            max_frame_bytes: g.max_frame_bytes,
+            max_closed_orders: g.store.max_closed_orders,
+            max_fills_per_account: g.store.max_fills_per_account,
+        }
+    }
+}
+
+impl Default for SnapshotSettings {
+    fn default() -> Self {
+        Self { every_commands: 100_000, every_secs: 60, keep: 3 }
+    }
+}
+
 impl From<&SymbolDef<'_>> for SymbolSettings {
     fn from(d: &SymbolDef<'_>) -> Self {
         Self {
@@ -178,6 +242,17 @@ pub struct Overrides {
     /// Journal fsync policy: every_batch, interval or none.
     #[arg(long, env = "TACHYON_FSYNC", value_parser = parse_fsync)]
     pub fsync: Option<FsyncSetting>,
+    /// Log format: json or text.
+    #[arg(long, env = "TACHYON_LOG_FORMAT", value_parser = parse_log_format)]
+    pub log_format: Option<LogFormat>,
+}
+
+fn parse_log_format(s: &str) -> Result<LogFormat, String> {
+    match s {
+        "json" => Ok(LogFormat::Json),
+        "text" => Ok(LogFormat::Text),
+        _ => Err("expected json or text".into()),
+    }
 }
 
 fn parse_fsync(s: &str) -> Result<FsyncSetting, String> {
@@ -212,6 +287,9 @@ impl Config {
         if let Some(f) = overrides.fsync {
             config.journal.fsync = f;
         }
+        if let Some(f) = overrides.log_format {
+            config.log_format = f;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -238,6 +316,14 @@ impl Config {
         }
         if self.limits.max_body_bytes < 1024 || self.limits.max_batch_orders == 0 {
             bail!("limits.max_body_bytes must be at least 1024 and limits.max_batch_orders positive");
+        }
+        if self.gateway.reply_timeout_ms == 0 || self.gateway.ws_queue == 0 || self.gateway.max_frame_bytes < 1024 {
+            bail!(
+                "gateway.reply_timeout_ms and gateway.ws_queue must be positive, gateway.max_frame_bytes at least 1024"
+            );
+        }
+        if self.snapshots.every_commands == 0 || self.snapshots.every_secs == 0 || self.snapshots.keep == 0 {
+            bail!("snapshots.every_commands, snapshots.every_secs and snapshots.keep must be positive");
         }
         if self.journal.fsync == FsyncSetting::Interval && self.journal.fsync_interval_ms == 0 {
             bail!("journal.fsync_interval_ms must be positive with fsync = \"interval\"");
@@ -279,6 +365,25 @@ impl Config {
 
     pub fn rate_limit(&self) -> RateLimitConfig {
         RateLimitConfig { per_second: self.rate_limit.per_second, burst: self.rate_limit.burst }
+    }
+
+    /// The gateway settings.
+    pub fn gateway(&self) -> GatewayConfig {
+        GatewayConfig {
+            gateway_id: 1,
+            reply_timeout: Duration::from_millis(self.gateway.reply_timeout_ms),
+            max_body_bytes: self.limits.max_body_bytes,
+            max_batch_orders: self.limits.max_batch_orders,
+            rate_limit: self.rate_limit(),
+            idempotency: self.idempotency(),
+            store: StoreLimits {
+                max_closed_orders: self.gateway.max_closed_orders,
+                max_fills_per_account: self.gateway.max_fills_per_account,
+            },
+            ws_queue: self.gateway.ws_queue,
+            md_buffer: self.gateway.md_buffer,
+            max_frame_bytes: self.gateway.max_frame_bytes,
+        }
     }
 
     pub fn idempotency(&self) -> IdempotencyConfig {

@@ -1,9 +1,10 @@
 //! `tachyon`: the exchange's single binary.
 //!
-//! Today: the symbol table, API-key minting and configuration checking. The embedded
-//! exchange (`tachyon run`) and the distributed roles arrive with their issues.
+//! `tachyon run` (the default) starts the whole exchange on the embedded backbone; the
+//! other commands mint API keys, print the symbols and check a configuration. The
+//! distributed roles arrive with the Kafka issue.
 
-mod config;
+use tachyon::{config, exchange};
 
 use std::process::ExitCode;
 
@@ -20,12 +21,19 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "tachyon", version, about = "Tachyon: a low-latency order-matching engine")]
 struct Cli {
+    /// Without a command: `run` with its defaults.
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run the exchange in one process: REST + WebSocket gateway, engine shards and market
+    /// data on the embedded backbone (journal and snapshots in the data directory).
+    Run {
+        #[command(flatten)]
+        overrides: config::Overrides,
+    },
     /// Print the default symbol table as JSON (the body of `GET /v1/symbols`).
     Symbols,
     /// API keys.
@@ -77,7 +85,19 @@ fn main() -> ExitCode {
 
 #[allow(clippy::print_stdout, reason = "the commands' output")]
 fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    let command = cli.command.unwrap_or(Command::Run { overrides: config::Overrides::default() });
+    match command {
+        Command::Run { overrides } => {
+            let config = config::Config::load(&overrides)?;
+            init_logging(config.log_format);
+            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+            runtime.block_on(async {
+                let listener = tokio::net::TcpListener::bind(config.listen)
+                    .await
+                    .with_context(|| format!("binding {}", config.listen))?;
+                exchange::run(config, listener, shutdown_signal()).await
+            })?;
+        }
         Command::Symbols => {
             let symbols: Vec<SymbolInfo> = default_symbols().iter().map(SymbolInfo::from).collect();
             println!("{}", serde_json::to_string_pretty(&symbols)?);
@@ -108,4 +128,38 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn init_logging(format: config::LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        config::LogFormat::Json => builder.json().flatten_event(true).init(),
+        config::LogFormat::Text => builder.init(),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
 }

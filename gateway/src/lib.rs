@@ -1,15 +1,41 @@
 //! The REST + WebSocket gateway.
 //!
-//! So far: [`auth`], API keys that any gateway sharing the key secret can verify without a
-//! database; [`rate_limit`], per-key token buckets; [`idempotency`], replay of retried
-//! requests by `Idempotency-Key`. Planned (the embedded-exchange issue): axum routes for every endpoint of
-//! `shared/API.md`, per-key rate limits, idempotency, validation with
-//! `tachyon_proto::api`, and reply correlation with the engine.
+//! # Layout
+//! - [`service`]: the [`Gateway`]: validation, ids and timestamps, commands onto the
+//!   backbone, replies from the engine (with a timeout that answers `pending`).
+//! - [`rest`] and [`ws`]: the routes of `shared/API.md` over it; [`server`] puts them
+//!   together and serves them.
+//! - [`orders`]: every account's orders and fills, kept from the executions topic;
+//!   [`market`]: books, trades, tickers and candles kept from the market-data topic;
+//!   [`feed`]: the threads that read both topics.
+//! - [`auth`] (API keys any gateway sharing the secret can verify), [`rate_limit`]
+//!   (per-key token buckets), [`idempotency`] (replay by `Idempotency-Key`), [`error`]
+//!   (the API's error shape), [`metrics`], [`openapi`].
+//!
+//! # Invariants
+//! An account only ever sees and changes its own orders and fills; keys are never logged;
+//! bad input gets the API's error shape (never a 5xx, never a panic); every wait for the
+//! engine is bounded.
 
 pub mod auth;
+pub mod error;
+pub mod feed;
 pub mod idempotency;
+pub mod market;
+pub mod metrics;
+pub mod openapi;
+pub mod orders;
 pub mod rate_limit;
+pub mod rest;
+pub mod server;
+pub mod service;
+pub mod symbols;
+pub mod ws;
 
 pub use auth::{ApiKey, AuthError, KeyRing};
+pub use error::ApiError;
 pub use idempotency::{Begin, IdempotencyConfig, IdempotencyStore, StoredResponse, Ticket};
 pub use rate_limit::{Decision, RateLimitConfig, RateLimiter};
+pub use rest::Probe;
+pub use service::{Gateway, GatewayConfig, ResponseMode};
+pub use symbols::Symbols;

@@ -1,0 +1,331 @@
+//! The order store: every account's orders and fills, kept from `tachyon.executions`.
+//!
+//! The executions feed applies each [`ShardOutput`] (deduplicated by partition and
+//! sequence), then notifies the account's `orders` WebSocket subscribers and only then
+//! wakes the request waiting for that command, so an answer always reflects its own
+//! command. Memory is bounded: done orders beyond `max_closed_orders` and fills beyond
+//! `max_fills_per_account` are forgotten oldest first (persistence keeps the history).
+
+mod record;
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+use tachyon_proto::api::{Liquidity, Order, OrderStatus};
+use tachyon_proto::wire::ShardOutput;
+use tachyon_proto::{AccountId, Command, Event, OrderId, RejectReason, SymbolId};
+use tokio::sync::mpsc;
+
+pub use record::{AccountFillRecord, FillRecord, OrderRecord};
+
+use crate::symbols::Symbols;
+
+/// Limits of what the store keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreLimits {
+    pub max_closed_orders: usize,
+    pub max_fills_per_account: usize,
+}
+
+impl Default for StoreLimits {
+    fn default() -> Self {
+        Self { max_closed_orders: 1_000_000, max_fills_per_account: 10_000 }
+    }
+}
+
+#[derive(Default)]
+struct Inner {
+    orders: HashMap<OrderId, OrderRecord>,
+    open: HashMap<AccountId, BTreeSet<OrderId>>,
+    /// Every order held, per account (open and done).
+    all: HashMap<AccountId, BTreeSet<OrderId>>,
+    fills: HashMap<AccountId, VecDeque<AccountFillRecord>>,
+    closed: VecDeque<OrderId>,
+    /// Last sequence applied per partition.
+    applied: HashMap<u32, u64>,
+    max_order_id: u64,
+}
+
+/// A subscriber to an account's order updates.
+type Subscriber = (u64, mpsc::Sender<Arc<Order>>);
+
+/// The store (see the module docs).
+pub struct OrderStore {
+    symbols: Arc<Symbols>,
+    limits: StoreLimits,
+    inner: RwLock<Inner>,
+    subscribers: Mutex<HashMap<AccountId, Vec<Subscriber>>>,
+}
+
+impl std::fmt::Debug for OrderStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OrderStore").field("orders", &self.inner.read().orders.len()).finish()
+    }
+}
+
+impl OrderStore {
+    pub fn new(symbols: Arc<Symbols>, limits: StoreLimits) -> Self {
+        Self { symbols, limits, inner: RwLock::new(Inner::default()), subscribers: Mutex::new(HashMap::new()) }
+    }
+
+    /// Applies one executions record; returns `false` for a duplicate.
+    pub fn apply(&self, output: &ShardOutput) -> bool {
+        let mut changed: Vec<OrderId> = Vec::new();
+        {
+            let mut inner = self.inner.write();
+            let last = inner.applied.entry(output.partition).or_insert(0);
+            if output.seq <= *last {
+                return false;
+            }
+            *last = output.seq;
+            for event in &output.events {
+                inner.apply(event, &output.command, self.limits, &mut changed);
+            }
+            inner.evict(self.limits);
+        }
+        self.notify(&changed);
+        true
+    }
+
+    /// Sends the changed orders to their accounts' subscribers. A subscriber whose queue
+    /// is full is dropped (its stream ends), never skipped silently.
+    fn notify(&self, changed: &[OrderId]) {
+        let mut subscribers = self.subscribers.lock();
+        if subscribers.is_empty() {
+            return;
+        }
+        let inner = self.inner.read();
+        for id in changed {
+            let Some(record) = inner.orders.get(id) else { continue };
+            let Some(list) = subscribers.get_mut(&record.account) else { continue };
+            let Some(spec) = self.symbols.by_id(record.symbol) else { continue };
+            let order = Arc::new(record.render(spec));
+            list.retain(|(_, tx)| tx.try_send(Arc::clone(&order)).is_ok());
+        }
+        subscribers.retain(|_, list| !list.is_empty());
+    }
+
+    /// Subscribes to `account`'s order updates; the stream ends when the receiver falls
+    /// `capacity` updates behind.
+    pub fn subscribe(&self, account: AccountId, id: u64, capacity: usize) -> mpsc::Receiver<Arc<Order>> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        self.subscribers.lock().entry(account).or_default().push((id, tx));
+        rx
+    }
+
+    pub fn unsubscribe(&self, account: AccountId, id: u64) {
+        let mut subscribers = self.subscribers.lock();
+        if let Some(list) = subscribers.get_mut(&account) {
+            list.retain(|(sub, _)| *sub != id);
+            if list.is_empty() {
+                subscribers.remove(&account);
+            }
+        }
+    }
+
+    /// Records an order the gateway sent but the engine has not answered yet.
+    pub fn get(&self, id: OrderId) -> Option<OrderRecord> {
+        self.inner.read().orders.get(&id).cloned()
+    }
+
+    /// Renders an order (if known).
+    pub fn render(&self, id: OrderId) -> Option<Order> {
+        let inner = self.inner.read();
+        let record = inner.orders.get(&id)?;
+        Some(record.render(self.symbols.by_id(record.symbol)?))
+    }
+
+    /// The account's open orders (optionally on one symbol), oldest first.
+    pub fn open_orders(&self, account: AccountId, symbol: Option<SymbolId>) -> Vec<Order> {
+        let inner = self.inner.read();
+        let Some(ids) = inner.open.get(&account) else { return Vec::new() };
+        ids.iter()
+            .filter_map(|id| inner.orders.get(id))
+            .filter(|r| symbol.is_none_or(|s| r.symbol == s))
+            .filter_map(|r| Some(r.render(self.symbols.by_id(r.symbol)?)))
+            .collect()
+    }
+
+    /// The account's orders (open and recently done), newest first, optionally filtered.
+    pub fn orders(
+        &self,
+        account: AccountId,
+        symbol: Option<SymbolId>,
+        status: Option<OrderStatus>,
+        limit: usize,
+    ) -> Vec<Order> {
+        let inner = self.inner.read();
+        let Some(ids) = inner.all.get(&account) else { return Vec::new() };
+        ids.iter()
+            .rev()
+            .filter_map(|id| inner.orders.get(id))
+            .filter(|r| symbol.is_none_or(|s| r.symbol == s))
+            .filter(|r| status.is_none_or(|s| r.status == s))
+            .take(limit)
+            .filter_map(|r| Some(r.render(self.symbols.by_id(r.symbol)?)))
+            .collect()
+    }
+
+    /// The account's fills, newest first.
+    pub fn fills(
+        &self,
+        account: AccountId,
+        symbol: Option<SymbolId>,
+        limit: usize,
+    ) -> Vec<tachyon_proto::api::AccountFill> {
+        let inner = self.inner.read();
+        let Some(fills) = inner.fills.get(&account) else { return Vec::new() };
+        fills
+            .iter()
+            .filter(|f| symbol.is_none_or(|s| f.symbol == s))
+            .take(limit)
+            .filter_map(|f| Some(f.render(self.symbols.by_id(f.symbol)?)))
+            .collect()
+    }
+
+    /// `true` if the account has an open order with this client order id.
+    pub fn client_order_id_in_use(&self, account: AccountId, client_order_id: &str) -> bool {
+        let inner = self.inner.read();
+        inner.open.get(&account).is_some_and(|ids| {
+            ids.iter().any(|id| {
+                inner.orders.get(id).and_then(|r| r.client_order_id).is_some_and(|c| c.as_str() == client_order_id)
+            })
+        })
+    }
+
+    /// Ids of the account's open orders (optionally on one symbol).
+    pub fn open_ids(&self, account: AccountId, symbol: Option<SymbolId>) -> Vec<OrderId> {
+        let inner = self.inner.read();
+        inner
+            .open
+            .get(&account)
+            .map(|ids| {
+                ids.iter()
+                    .filter(|id| symbol.is_none_or(|s| inner.orders.get(id).is_some_and(|r| r.symbol == s)))
+                    .copied()
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The highest order id seen (to seed the id generator after a restart).
+    pub fn max_order_id(&self) -> u64 {
+        self.inner.read().max_order_id
+    }
+
+    /// Orders held (open and done).
+    pub fn len(&self) -> usize {
+        self.inner.read().orders.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+impl Inner {
+    fn apply(&mut self, event: &Event, command: &Command, limits: StoreLimits, changed: &mut Vec<OrderId>) {
+        let touch = |id: OrderId, changed: &mut Vec<OrderId>| {
+            if !changed.contains(&id) {
+                changed.push(id);
+            }
+        };
+        match event {
+            Event::Accepted(n) => {
+                self.max_order_id = self.max_order_id.max(n.order_id.0);
+                self.orders.insert(n.order_id, OrderRecord::from_new(n, OrderStatus::New));
+                self.open.entry(n.account).or_default().insert(n.order_id);
+                self.all.entry(n.account).or_default().insert(n.order_id);
+                touch(n.order_id, changed);
+            }
+            Event::Rejected(r) => {
+                // A rejected new order is an order (status rejected); a rejected cancel or
+                // amend changes nothing. A duplicate id must not clobber the open order.
+                if let (Command::New(n), Some(id)) = (command, r.order_id) {
+                    if r.reason != RejectReason::DuplicateOrderId && !self.orders.contains_key(&id) {
+                        self.max_order_id = self.max_order_id.max(id.0);
+                        let mut record = OrderRecord::from_new(n, OrderStatus::Rejected);
+                        record.reject_reason = Some(r.reason);
+                        record.updated = r.timestamp;
+                        self.orders.insert(id, record);
+                        self.all.entry(n.account).or_default().insert(id);
+                        self.closed.push_back(id);
+                        touch(id, changed);
+                    }
+                }
+            }
+            Event::Trade(t) => {
+                for (id, liquidity, remaining) in [
+                    (t.maker_order_id, Liquidity::Maker, t.maker_remaining),
+                    (t.taker_order_id, Liquidity::Taker, t.taker_remaining),
+                ] {
+                    let fill = FillRecord {
+                        trade_id: t.trade_id,
+                        price: t.price,
+                        qty: t.qty,
+                        liquidity,
+                        timestamp: t.timestamp,
+                    };
+                    let Some(record) = self.orders.get_mut(&id) else { continue };
+                    record.fill(fill, remaining);
+                    let entry = AccountFillRecord { order_id: id, symbol: record.symbol, side: record.side, fill };
+                    let account = record.account;
+                    let fills = self.fills.entry(account).or_default();
+                    fills.push_front(entry);
+                    fills.truncate(limits.max_fills_per_account);
+                    if remaining.is_zero() {
+                        self.close(id);
+                    }
+                    touch(id, changed);
+                }
+            }
+            Event::Cancelled(c) => {
+                if let Some(record) = self.orders.get_mut(&c.order_id) {
+                    record.cancel(c.reason, c.timestamp);
+                    self.close(c.order_id);
+                    touch(c.order_id, changed);
+                }
+            }
+            Event::Amended(a) => {
+                if let Some(record) = self.orders.get_mut(&a.order_id) {
+                    record.amend(a.price, a.qty, a.remaining, a.timestamp);
+                    if a.remaining.is_zero() {
+                        self.close(a.order_id);
+                    }
+                    touch(a.order_id, changed);
+                }
+            }
+            Event::Level(_) | Event::Bbo(_) => {}
+        }
+    }
+
+    /// Moves a done order out of its account's open set.
+    fn close(&mut self, id: OrderId) {
+        let Some(account) = self.orders.get(&id).map(|r| r.account) else { return };
+        if let Some(open) = self.open.get_mut(&account) {
+            open.remove(&id);
+            if open.is_empty() {
+                self.open.remove(&account);
+            }
+        }
+        self.closed.push_back(id);
+    }
+
+    fn evict(&mut self, limits: StoreLimits) {
+        while self.closed.len() > limits.max_closed_orders {
+            if let Some(id) = self.closed.pop_front() {
+                if self.orders.get(&id).is_some_and(|r| !r.is_open()) {
+                    if let Some(record) = self.orders.remove(&id) {
+                        if let Some(all) = self.all.get_mut(&record.account) {
+                            all.remove(&id);
+                            if all.is_empty() {
+                                self.all.remove(&record.account);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

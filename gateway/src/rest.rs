@@ -1,0 +1,501 @@
+//! REST routes of `shared/API.md`, thin handlers over [`Gateway`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Path, Query, Request, State};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Router};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tachyon_proto::api::{OrderRequest, OrderStatus, SymbolInfo};
+use tachyon_proto::{AccountId, Timestamp};
+
+use crate::error::ApiError;
+use crate::idempotency::{fingerprint, Begin, StoredResponse};
+use crate::market::Interval;
+use crate::service::{Gateway, ResponseMode};
+
+/// Extra `/metrics` lines and readiness from the process around the gateway (shards,
+/// backbone).
+pub trait Probe: Send + Sync {
+    fn ready(&self) -> bool;
+    fn metrics(&self, out: &mut String);
+}
+
+/// What every handler gets.
+#[derive(Clone)]
+#[allow(missing_debug_implementations)] // A handle of handles; nothing to print.
+pub struct AppState {
+    pub gateway: Arc<Gateway>,
+    pub probe: Arc<dyn Probe>,
+}
+
+/// The authenticated caller of a private route.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller(pub AccountId);
+
+/// A JSON answer with its status, kept as bytes so idempotent replays are exact.
+#[derive(Clone, Debug)]
+pub struct ApiResponse {
+    pub status: StatusCode,
+    pub body: Vec<u8>,
+}
+
+impl ApiResponse {
+    pub fn json(status: StatusCode, value: &impl Serialize) -> Self {
+        let body = serde_json::to_vec(value).unwrap_or_else(|_| b"null".to_vec());
+        Self { status, body }
+    }
+
+    pub fn error(error: &ApiError) -> Self {
+        Self::json(error.status, &error.body())
+    }
+}
+
+impl IntoResponse for ApiResponse {
+    fn into_response(self) -> Response {
+        (self.status, [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], self.body).into_response()
+    }
+}
+
+type ApiResult = Result<ApiResponse, ApiError>;
+
+/// The REST router (WebSocket and OpenAPI routes are added by [`crate::server::router`]).
+pub fn routes(state: AppState) -> Router<AppState> {
+    let private = Router::new()
+        .route("/v1/orders", post(place_order).get(list_orders).delete(cancel_all))
+        .route("/v1/orders/batch", post(place_batch))
+        .route("/v1/orders/{order_id}", get(get_order).delete(cancel_order).patch(amend_order))
+        .route("/v1/fills", get(fills))
+        .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/symbols", get(symbols))
+        .route("/v1/book/{symbol}", get(book))
+        .route("/v1/trades/{symbol}", get(trades))
+        .route("/v1/ticker/{symbol}", get(ticker))
+        .route("/v1/candles/{symbol}", get(candles))
+        .merge(private)
+        .layer(DefaultBodyLimit::max(state.gateway.config.max_body_bytes))
+}
+
+/// Counts every response by route and status (the `/metrics` counter).
+pub async fn count_responses(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let route =
+        request.extensions().get::<MatchedPath>().map_or_else(|| "unmatched".to_string(), |p| p.as_str().to_string());
+    let response = next.run(request).await;
+    state.gateway.metrics.response(&route, response.status().as_u16());
+    response
+}
+
+/// Authenticates and rate-limits private routes; adds the `X-RateLimit-*` headers.
+async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let key = request.headers().get("x-api-key").and_then(|v| v.to_str().ok());
+    let account = match state.gateway.authenticate(key) {
+        Ok(account) => account,
+        Err(e) => return e.into_response(),
+    };
+    let decision = state.gateway.rate_check(account);
+    let mut response = if decision.allowed {
+        request.extensions_mut().insert(Caller(account));
+        next.run(request).await
+    } else {
+        ApiError {
+            retry_after: Some(decision.retry_after),
+            ..ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many requests for this API key")
+        }
+        .into_response()
+    };
+    let headers = response.headers_mut();
+    headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(decision.remaining));
+    response
+}
+
+/// The single place where JSON bodies are parsed: the API's error shape for every failure.
+fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<(Bytes, T), ApiError> {
+    let bytes = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        } else {
+            ApiError::bad_request("invalid_request", e.body_text())
+        }
+    })?;
+    let value = serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
+        serde_json::error::Category::Data => ApiError::bad_request("invalid_request", e.to_string()),
+        _ => ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")),
+    })?;
+    Ok((bytes, value))
+}
+
+fn parse_query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    query.map(|Query(q)| q).map_err(|e| ApiError::bad_request("invalid_query", e.body_text()))
+}
+
+/// Runs `work` under the request's `Idempotency-Key`, if it has one: a retry with the
+/// same body gets the first answer, another body 422, a retry while the first runs 409.
+async fn idempotent<F>(
+    state: &AppState,
+    caller: Caller,
+    headers: &HeaderMap,
+    method: &Method,
+    path: &str,
+    body: &[u8],
+    work: F,
+) -> Response
+where
+    F: std::future::Future<Output = ApiResult>,
+{
+    let run = |r: ApiResult| r.unwrap_or_else(|e| ApiResponse::error(&e));
+    let Some(key) = headers.get("idempotency-key") else { return run(work.await).into_response() };
+    let Ok(key) = key.to_str() else {
+        return ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be printable ASCII")
+            .into_response();
+    };
+    let store = &state.gateway.idempotency;
+    let print = fingerprint(method.as_str(), path, body);
+    let ticket = match store.begin(caller.0, key, print, Instant::now()) {
+        Err(e) => return ApiError::bad_request("invalid_idempotency_key", e.to_string()).into_response(),
+        Ok(Begin::Replay(stored)) => {
+            let mut response = ApiResponse {
+                status: StatusCode::from_u16(stored.status).unwrap_or(StatusCode::OK),
+                body: stored.body,
+            }
+            .into_response();
+            response.headers_mut().insert("idempotent-replayed", HeaderValue::from_static("true"));
+            return response;
+        }
+        Ok(Begin::InFlight) => {
+            return ApiError::new(
+                StatusCode::CONFLICT,
+                "idempotency_in_flight",
+                "a request with this Idempotency-Key is still running",
+            )
+            .into_response()
+        }
+        Ok(Begin::Mismatch) => {
+            return ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "idempotency_key_reused",
+                "this Idempotency-Key was used with another request",
+            )
+            .into_response()
+        }
+        Ok(Begin::Proceed(ticket)) => ticket,
+    };
+    let response = run(work.await);
+    if response.status.is_server_error() {
+        store.abandon(ticket); // No outcome: a retry may run it.
+    } else {
+        store.complete(ticket, StoredResponse { status: response.status.as_u16(), body: response.body.clone() });
+    }
+    response.into_response()
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ResponseQuery {
+    response: Option<String>,
+}
+
+fn response_mode(q: &ResponseQuery) -> Result<ResponseMode, ApiError> {
+    match q.response.as_deref() {
+        None | Some("result") => Ok(ResponseMode::Result),
+        Some("ack") => Ok(ResponseMode::Ack),
+        Some(other) => {
+            Err(ApiError::bad_request("invalid_query", format!("response must be ack or result, not {other:?}")))
+        }
+    }
+}
+
+async fn place_order(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    method: Method,
+    headers: HeaderMap,
+    query: Result<Query<ResponseQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let raw = body.as_ref().map(|b| b.to_vec()).unwrap_or_default();
+    let gw = &state.gateway;
+    let work = async {
+        let mode = response_mode(&parse_query(query)?)?;
+        let (_, request): (_, OrderRequest) = parse_body(body)?;
+        let placed = gw.place(caller.0, &request, mode)?;
+        let (status, order) = gw.placed(placed).await?;
+        Ok(ApiResponse::json(status, &order))
+    };
+    idempotent(&state, caller, &headers, &method, "/v1/orders", &raw, work).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchRequest {
+    orders: Vec<serde_json::Value>,
+}
+
+async fn place_batch(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    method: Method,
+    headers: HeaderMap,
+    query: Result<Query<ResponseQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let raw = body.as_ref().map(|b| b.to_vec()).unwrap_or_default();
+    let gw = &state.gateway;
+    let work = async {
+        let mode = response_mode(&parse_query(query)?)?;
+        let (_, batch): (_, BatchRequest) = parse_body(body)?;
+        if batch.orders.len() > gw.config.max_batch_orders {
+            return Err(ApiError::bad_request(
+                "too_many_orders",
+                format!("a batch holds at most {} orders", gw.config.max_batch_orders),
+            ));
+        }
+        // Validate and send in order first, then wait for every answer.
+        let placed: Vec<Result<_, ApiError>> = batch
+            .orders
+            .into_iter()
+            .map(|value| {
+                let request: OrderRequest = serde_json::from_value(value)
+                    .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+                gw.place(caller.0, &request, mode)
+            })
+            .collect();
+        let mut results = Vec::with_capacity(placed.len());
+        for p in placed {
+            let result = match p {
+                Ok(p) => gw.placed(p).await,
+                Err(e) => Err(e),
+            };
+            results.push(match result {
+                Ok((_, order)) => serde_json::to_value(order).unwrap_or_default(),
+                Err(e) => serde_json::to_value(e.body()).unwrap_or_default(),
+            });
+        }
+        Ok(ApiResponse::json(StatusCode::OK, &serde_json::json!({ "results": results })))
+    };
+    idempotent(&state, caller, &headers, &method, "/v1/orders/batch", &raw, work).await
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    symbol: Option<String>,
+    status: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn list_orders(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = parse_query(query)?;
+    let gw = &state.gateway;
+    let symbol = gw.symbol_filter(q.symbol.as_deref())?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let orders = match q.status.as_deref() {
+        Some("open") => gw.orders.open_orders(caller.0, symbol),
+        None => gw.orders.orders(caller.0, symbol, None, limit),
+        Some(s) => {
+            let status: OrderStatus = serde_json::from_value(serde_json::Value::String(s.to_string()))
+                .map_err(|_| ApiError::bad_request("invalid_query", format!("unknown status {s:?}")))?;
+            gw.orders.orders(caller.0, symbol, Some(status), limit)
+        }
+    };
+    Ok(ApiResponse::json(StatusCode::OK, &orders))
+}
+
+async fn get_order(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let order = state.gateway.order(caller.0, Gateway::order_id(&id)?)?;
+    Ok(ApiResponse::json(StatusCode::OK, &order))
+}
+
+async fn cancel_order(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult {
+    let gw = &state.gateway;
+    let id = Gateway::order_id(&id)?;
+    let submitted = gw.cancel(caller.0, id)?;
+    let (status, order) = gw.changed(id, submitted).await?;
+    Ok(ApiResponse::json(status, &order))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AmendRequest {
+    price: Option<String>,
+    quantity: Option<String>,
+}
+
+async fn amend_order(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let gw = &state.gateway;
+    let id = Gateway::order_id(&id)?;
+    let (_, amend): (_, AmendRequest) = parse_body(body)?;
+    let submitted = gw.amend(caller.0, id, amend.price.as_deref(), amend.quantity.as_deref())?;
+    let (status, order) = gw.changed(id, submitted).await?;
+    Ok(ApiResponse::json(status, &order))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SymbolQuery {
+    symbol: Option<String>,
+}
+
+async fn cancel_all(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<SymbolQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = parse_query(query)?;
+    let gw = &state.gateway;
+    let submitted = gw.cancel_all(caller.0, q.symbol.as_deref())?;
+    let (complete, cancelled) = gw.cancelled_all(submitted).await?;
+    let status = if complete { StatusCode::OK } else { StatusCode::ACCEPTED };
+    Ok(ApiResponse::json(status, &serde_json::json!({ "cancelled": cancelled })))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FillsQuery {
+    symbol: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn fills(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    query: Result<Query<FillsQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = parse_query(query)?;
+    let gw = &state.gateway;
+    let symbol = gw.symbol_filter(q.symbol.as_deref())?;
+    let fills = gw.orders.fills(caller.0, symbol, q.limit.unwrap_or(100).clamp(1, 1000));
+    Ok(ApiResponse::json(StatusCode::OK, &fills))
+}
+
+async fn symbols(State(state): State<AppState>) -> ApiResponse {
+    let list: Vec<SymbolInfo> = state.gateway.symbols.all().iter().map(SymbolInfo::from).collect();
+    ApiResponse::json(StatusCode::OK, &list)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DepthQuery {
+    depth: Option<usize>,
+}
+
+async fn book(
+    State(state): State<AppState>,
+    Path(symbol): Path<String>,
+    query: Result<Query<DepthQuery>, QueryRejection>,
+) -> ApiResult {
+    let depth = parse_query(query)?.depth.unwrap_or(50).clamp(1, 10_000);
+    let book = state.gateway.market.book(&symbol, depth).ok_or_else(|| ApiError::unknown_symbol(&symbol))?;
+    Ok(ApiResponse::json(StatusCode::OK, &book))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitQuery {
+    limit: Option<usize>,
+}
+
+async fn trades(
+    State(state): State<AppState>,
+    Path(symbol): Path<String>,
+    query: Result<Query<LimitQuery>, QueryRejection>,
+) -> ApiResult {
+    let limit = parse_query(query)?.limit.unwrap_or(100).clamp(1, 1000);
+    let trades = state.gateway.market.trades(&symbol, limit).ok_or_else(|| ApiError::unknown_symbol(&symbol))?;
+    Ok(ApiResponse::json(StatusCode::OK, &trades))
+}
+
+async fn ticker(State(state): State<AppState>, Path(symbol): Path<String>) -> ApiResult {
+    let ticker =
+        state.gateway.market.ticker(&symbol, Timestamp::now()).ok_or_else(|| ApiError::unknown_symbol(&symbol))?;
+    Ok(ApiResponse::json(StatusCode::OK, &ticker))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CandleQuery {
+    interval: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn candles(
+    State(state): State<AppState>,
+    Path(symbol): Path<String>,
+    query: Result<Query<CandleQuery>, QueryRejection>,
+) -> ApiResult {
+    let q = parse_query(query)?;
+    let text = q.interval.as_deref().unwrap_or("1m");
+    let interval = Interval::parse(text).ok_or_else(|| {
+        ApiError::bad_request("invalid_query", format!("interval must be 1m, 5m, 15m, 1h, 4h or 1d, not {text:?}"))
+    })?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let candles =
+        state.gateway.market.candles(&symbol, interval, limit).ok_or_else(|| ApiError::unknown_symbol(&symbol))?;
+    Ok(ApiResponse::json(StatusCode::OK, &candles))
+}
+
+async fn healthz() -> ApiResponse {
+    ApiResponse::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<AppState>) -> ApiResponse {
+    let backbone = state.gateway.backbone_healthy();
+    let ready = state.gateway.is_ready() && state.probe.ready();
+    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    ApiResponse::json(status, &serde_json::json!({"ready": ready, "backbone": backbone}))
+}
+
+async fn metrics(State(state): State<AppState>) -> Response {
+    let mut out = String::with_capacity(4096);
+    state.gateway.metrics.render(&mut out);
+    crate::metrics::write_metric(
+        &mut out,
+        "tachyon_gateway_pending_replies",
+        "gauge",
+        "",
+        state.gateway.pending_replies(),
+    );
+    crate::metrics::write_metric(&mut out, "tachyon_gateway_orders_held", "gauge", "", state.gateway.orders.len());
+    crate::metrics::write_metric(
+        &mut out,
+        "tachyon_gateway_md_subscribers",
+        "gauge",
+        "",
+        state.gateway.market.subscribers(),
+    );
+    state.probe.metrics(&mut out);
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// 404 in the API's shape for unknown routes.
+pub async fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}

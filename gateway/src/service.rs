@@ -1,0 +1,476 @@
+//! The gateway's core: turning validated requests into commands on the backbone and
+//! engine replies into answers. REST and WebSocket handlers are thin layers over this.
+//!
+//! Every operation is split in two: a synchronous part that validates, stamps ids and
+//! time and produces the command (so a WebSocket connection's commands reach the backbone
+//! in the order they were sent), and an asynchronous part that waits for the durable
+//! acknowledgement or the engine's reply, with a timeout that answers `pending` rather
+//! than hanging.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::http::StatusCode;
+use parking_lot::Mutex;
+use tachyon_bus::{Backbone, BusError};
+use tachyon_proto::api::{Order, OrderRequest, OrderStatus};
+use tachyon_proto::command::CancelAllCause;
+use tachyon_proto::wire::{encode, CommandEnvelope, ShardOutput};
+use tachyon_proto::{
+    AccountId, Amend, Cancel, CancelAll, Command, Event, NewOrder, OrderId, SymbolId, SymbolSpec, Timestamp, Topic,
+};
+use tokio::sync::oneshot;
+
+use crate::error::ApiError;
+use crate::idempotency::{IdempotencyConfig, IdempotencyStore};
+use crate::market::MarketData;
+use crate::metrics::Metrics;
+use crate::orders::{OrderRecord, OrderStore, StoreLimits};
+use crate::rate_limit::{Decision, RateLimitConfig, RateLimiter};
+use crate::symbols::Symbols;
+use crate::KeyRing;
+
+/// Gateway settings.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GatewayConfig {
+    /// Distinguishes this gateway's requests in engine replies.
+    pub gateway_id: u32,
+    /// How long `?response=result` waits for the engine before answering `pending`.
+    pub reply_timeout: Duration,
+    pub max_body_bytes: usize,
+    pub max_batch_orders: usize,
+    pub rate_limit: RateLimitConfig,
+    pub idempotency: IdempotencyConfig,
+    pub store: StoreLimits,
+    /// Messages queued per WebSocket connection before it counts as slow.
+    pub ws_queue: usize,
+    /// Market-data messages buffered per symbol before a subscriber lags (and gets a
+    /// fresh snapshot).
+    pub md_buffer: usize,
+    /// Largest WebSocket frame accepted.
+    pub max_frame_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            gateway_id: 1,
+            reply_timeout: Duration::from_secs(5),
+            max_body_bytes: 64 * 1024,
+            max_batch_orders: 100,
+            rate_limit: RateLimitConfig::default(),
+            idempotency: IdempotencyConfig::default(),
+            store: StoreLimits::default(),
+            ws_queue: 4096,
+            md_buffer: 4096,
+            max_frame_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// How long to wait for an answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseMode {
+    /// Once the command is durable on the backbone.
+    Ack,
+    /// Once the engine reported what it did.
+    Result,
+}
+
+/// The gateway (see the module docs).
+pub struct Gateway {
+    pub config: GatewayConfig,
+    pub symbols: Arc<Symbols>,
+    pub orders: OrderStore,
+    pub market: MarketData,
+    pub metrics: Metrics,
+    keys: KeyRing,
+    limiter: RateLimiter,
+    pub(crate) idempotency: IdempotencyStore,
+    bus: Arc<dyn Backbone>,
+    next_request: AtomicU64,
+    next_order_id: AtomicU64,
+    pending: Mutex<HashMap<u64, oneshot::Sender<Arc<ShardOutput>>>>,
+    ready: AtomicBool,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway").field("config", &self.config).finish_non_exhaustive()
+    }
+}
+
+/// A command on its way: wait for it with [`Gateway::wait`].
+#[derive(Debug)]
+pub enum Submitted {
+    Ack(oneshot::Receiver<Result<Range<u64>, BusError>>),
+    Result { request_id: u64, reply: oneshot::Receiver<Arc<ShardOutput>> },
+}
+
+/// What waiting for a command gave.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Durable on the backbone (ack mode).
+    Durable,
+    /// The engine's report.
+    Reply(Arc<ShardOutput>),
+    /// No answer in time: the command may still be processed.
+    TimedOut,
+}
+
+/// A new order on its way.
+#[derive(Debug)]
+pub struct PlacedOrder {
+    pub order: NewOrder,
+    pub submitted: Submitted,
+}
+
+impl Gateway {
+    pub fn new(config: GatewayConfig, symbols: Arc<Symbols>, keys: KeyRing, bus: Arc<dyn Backbone>) -> Self {
+        Self {
+            orders: OrderStore::new(Arc::clone(&symbols), config.store),
+            market: MarketData::new(Arc::clone(&symbols), config.md_buffer),
+            metrics: Metrics::default(),
+            limiter: RateLimiter::new(config.rate_limit),
+            idempotency: IdempotencyStore::new(config.idempotency),
+            symbols,
+            keys,
+            bus,
+            next_request: AtomicU64::new(1),
+            next_order_id: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            ready: AtomicBool::new(false),
+            config,
+        }
+    }
+
+    /// Opens for business: order ids continue above every id seen and above the current
+    /// time in microseconds (so a restart never reuses an id, even one still in flight).
+    pub fn set_ready(&self) {
+        let now_micros = u64::try_from(Timestamp::now().0 / 1_000).unwrap_or(0);
+        let seed = now_micros.max(self.orders.max_order_id() + 1);
+        self.next_order_id.fetch_max(seed, Ordering::AcqRel);
+        self.ready.store(true, Ordering::Release);
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire) && self.bus.is_healthy()
+    }
+
+    pub fn backbone_healthy(&self) -> bool {
+        self.bus.is_healthy()
+    }
+
+    /// The account of an API key.
+    ///
+    /// # Errors
+    /// 401 when the key is missing or invalid.
+    pub fn authenticate(&self, key: Option<&str>) -> Result<AccountId, ApiError> {
+        let key = key.ok_or_else(|| ApiError::unauthorized("an X-API-Key header is required"))?;
+        self.keys.verify(key).map_err(|_| ApiError::unauthorized("the API key is not valid"))
+    }
+
+    /// Takes one token from the account's bucket.
+    pub fn rate_check(&self, account: AccountId) -> Decision {
+        let decision = self.limiter.check(account, Instant::now());
+        if !decision.allowed {
+            self.metrics.rate_limited.fetch_add(1, Ordering::Relaxed);
+        }
+        decision
+    }
+
+    /// Called by the executions feed for every record, in order.
+    pub fn on_execution(&self, output: ShardOutput) {
+        if !self.orders.apply(&output) || output.gateway_id != self.config.gateway_id {
+            return;
+        }
+        if let Some(waiter) = self.pending.lock().remove(&output.request_id) {
+            let _ = waiter.send(Arc::new(output));
+        }
+    }
+
+    /// Called by the market-data feed for every record, in order.
+    pub fn on_market_data(&self, output: &ShardOutput) {
+        self.market.apply(output);
+    }
+
+    fn produce(&self, command: Command, partition: u32, mode: ResponseMode) -> Result<Submitted, ApiError> {
+        if !self.ready.load(Ordering::Acquire) {
+            return Err(ApiError::unavailable("the exchange is starting up (recovering its journal)"));
+        }
+        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let envelope = CommandEnvelope { request_id, gateway_id: self.config.gateway_id, command };
+        let payload =
+            encode(&envelope).map_err(|e| ApiError::unavailable(format!("cannot encode the command: {e}")))?;
+        let mut payloads = vec![payload];
+        let result = match mode {
+            ResponseMode::Ack => {
+                let (tx, rx) = oneshot::channel();
+                let ack = Box::new(move |r| {
+                    let _ = tx.send(r);
+                });
+                self.bus.produce(Topic::Orders, partition, &mut payloads, Some(ack)).map(|()| Submitted::Ack(rx))
+            }
+            ResponseMode::Result => {
+                let (tx, rx) = oneshot::channel();
+                self.pending.lock().insert(request_id, tx);
+                self.bus
+                    .produce(Topic::Orders, partition, &mut payloads, None)
+                    .map(|()| Submitted::Result { request_id, reply: rx })
+            }
+        };
+        result.map_err(|e| {
+            self.pending.lock().remove(&request_id);
+            self.metrics.backbone_refused.fetch_add(1, Ordering::Relaxed);
+            ApiError::from(e)
+        })
+    }
+
+    /// Waits for a submitted command (bounded by the reply timeout).
+    pub async fn wait(&self, submitted: Submitted) -> Result<Outcome, ApiError> {
+        let timeout = self.config.reply_timeout;
+        match submitted {
+            Submitted::Ack(rx) => match tokio::time::timeout(timeout, rx).await {
+                Ok(Ok(Ok(_))) => Ok(Outcome::Durable),
+                Ok(Ok(Err(e))) => Err(e.into()),
+                Ok(Err(_)) => Err(ApiError::unavailable("the backbone dropped the command")),
+                Err(_) => Ok(Outcome::TimedOut),
+            },
+            Submitted::Result { request_id, reply } => match tokio::time::timeout(timeout, reply).await {
+                Ok(Ok(output)) => Ok(Outcome::Reply(output)),
+                Ok(Err(_)) => Err(ApiError::unavailable("the reply channel closed")),
+                Err(_) => {
+                    self.pending.lock().remove(&request_id);
+                    self.metrics.replies_timed_out.fetch_add(1, Ordering::Relaxed);
+                    Ok(Outcome::TimedOut)
+                }
+            },
+        }
+    }
+
+    fn symbol(&self, name: &str) -> Result<&SymbolSpec, ApiError> {
+        self.symbols.by_name(name).ok_or_else(|| ApiError::unknown_symbol(name))
+    }
+
+    fn partition(&self, symbol: SymbolId) -> Result<u32, ApiError> {
+        self.symbols.partition(symbol).ok_or_else(|| ApiError::unavailable("symbol without a partition"))
+    }
+
+    /// Validates and sends a new order.
+    ///
+    /// # Errors
+    /// 400/404 for invalid requests, 409 for a client order id in use, 503 when the
+    /// backbone refuses.
+    pub fn place(
+        &self,
+        account: AccountId,
+        request: &OrderRequest,
+        mode: ResponseMode,
+    ) -> Result<PlacedOrder, ApiError> {
+        let spec = self.symbol(&request.symbol)?;
+        let valid = request.validate(spec)?;
+        if let Some(c) = &valid.client_order_id {
+            if self.orders.client_order_id_in_use(account, c.as_str()) {
+                return Err(ApiError::from_reject(tachyon_proto::RejectReason::DuplicateClientOrderId)
+                    .expect("duplicate client order id has an API error"));
+            }
+        }
+        let order = NewOrder {
+            order_id: OrderId(self.next_order_id.fetch_add(1, Ordering::Relaxed)),
+            account,
+            symbol: spec.id,
+            side: valid.side,
+            order_type: valid.order_type,
+            time_in_force: valid.time_in_force,
+            post_only: valid.post_only,
+            stp: valid.stp,
+            price: valid.price,
+            qty: valid.qty,
+            client_order_id: valid.client_order_id,
+            timestamp: Timestamp::now(),
+        };
+        let submitted = self.produce(Command::New(order), self.partition(spec.id)?, mode)?;
+        self.metrics.orders_submitted.fetch_add(1, Ordering::Relaxed);
+        Ok(PlacedOrder { order, submitted })
+    }
+
+    /// Waits for a placed order: 201 with the order as the engine left it, or 202 with
+    /// `pending` (ack mode, or no reply in time).
+    ///
+    /// # Errors
+    /// 409 when the engine found the client order id in use; 503 from the backbone.
+    pub async fn placed(&self, placed: PlacedOrder) -> Result<(StatusCode, Order), ApiError> {
+        let pending = || {
+            let spec = self.symbols.by_id(placed.order.symbol).expect("orders are only placed on known symbols");
+            OrderRecord::from_new(&placed.order, OrderStatus::Pending).render(spec)
+        };
+        match self.wait(placed.submitted).await? {
+            Outcome::Durable | Outcome::TimedOut => Ok((StatusCode::ACCEPTED, pending())),
+            Outcome::Reply(output) => {
+                if let Some(error) = rejection(&output).and_then(ApiError::from_reject) {
+                    return Err(error);
+                }
+                let order = self.orders.render(placed.order.order_id).unwrap_or_else(pending);
+                Ok((StatusCode::CREATED, order))
+            }
+        }
+    }
+
+    /// Checks that `id` is an open order of `account`; returns its symbol.
+    fn owned_open(&self, account: AccountId, id: OrderId) -> Result<SymbolId, ApiError> {
+        let record = self.orders.get(id).ok_or_else(ApiError::order_not_found)?;
+        if record.account != account {
+            return Err(ApiError::not_yours());
+        }
+        if !record.is_open() {
+            return Err(ApiError::not_open());
+        }
+        Ok(record.symbol)
+    }
+
+    /// Sends a cancel (sync part).
+    ///
+    /// # Errors
+    /// 404 unknown, 403 not yours, 409 not open, 503 backbone.
+    pub fn cancel(&self, account: AccountId, id: OrderId) -> Result<Submitted, ApiError> {
+        let symbol = self.owned_open(account, id)?;
+        let command = Command::Cancel(Cancel { order_id: id, account, timestamp: Timestamp::now() });
+        self.produce(command, self.partition(symbol)?, ResponseMode::Result)
+    }
+
+    /// Sends an amend (sync part); `price`/`qty` are decimal strings on the symbol's grid.
+    ///
+    /// # Errors
+    /// 400 for invalid values, plus those of [`Gateway::cancel`].
+    pub fn amend(
+        &self,
+        account: AccountId,
+        id: OrderId,
+        price: Option<&str>,
+        qty: Option<&str>,
+    ) -> Result<Submitted, ApiError> {
+        let symbol = self.owned_open(account, id)?;
+        let spec = self.symbols.by_id(symbol).ok_or_else(|| ApiError::unavailable("order on an unknown symbol"))?;
+        if price.is_none() && qty.is_none() {
+            return Err(ApiError::bad_request("invalid_request", "give a new price, a new quantity or both"));
+        }
+        let price = price
+            .map(|p| spec.tick.price(p))
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_price", format!("price {e} (tick size {})", spec.tick)))?;
+        if price.is_some_and(|p| p.0 <= 0) {
+            return Err(ApiError::bad_request("invalid_price", "price must be positive"));
+        }
+        let qty = qty
+            .map(|q| spec.lot.qty(q))
+            .transpose()
+            .map_err(|e| ApiError::bad_request("invalid_quantity", format!("quantity {e} (lot size {})", spec.lot)))?;
+        if let Some(q) = qty {
+            if q > spec.max_qty {
+                return Err(ApiError::bad_request("quantity_above_max", "quantity is above the symbol's maximum"));
+            }
+        }
+        let command = Command::Amend(Amend { order_id: id, account, price, qty, timestamp: Timestamp::now() });
+        self.produce(command, self.partition(symbol)?, ResponseMode::Result)
+    }
+
+    /// Waits for a cancel or amend: 200 with the order, or 202 with the order as known
+    /// when no reply came in time.
+    ///
+    /// # Errors
+    /// 403/409 when the engine refused it.
+    pub async fn changed(&self, id: OrderId, submitted: Submitted) -> Result<(StatusCode, Order), ApiError> {
+        let status = match self.wait(submitted).await? {
+            Outcome::Reply(output) => {
+                if let Some(error) = rejection(&output).and_then(ApiError::from_reject) {
+                    return Err(error);
+                }
+                StatusCode::OK
+            }
+            Outcome::Durable | Outcome::TimedOut => StatusCode::ACCEPTED,
+        };
+        let order = self.orders.render(id).ok_or_else(ApiError::order_not_found)?;
+        Ok((status, order))
+    }
+
+    /// Sends a cancel-all to every partition concerned (sync part).
+    ///
+    /// # Errors
+    /// 404 for an unknown symbol, 503 backbone.
+    pub fn cancel_all(&self, account: AccountId, symbol: Option<&str>) -> Result<Vec<Submitted>, ApiError> {
+        let symbol = symbol.map(|s| self.symbol(s).map(|spec| spec.id)).transpose()?;
+        let partitions: Vec<u32> = match symbol {
+            Some(s) => vec![self.partition(s)?],
+            None => (0..self.bus.partitions()).collect(),
+        };
+        let timestamp = Timestamp::now();
+        partitions
+            .into_iter()
+            .map(|p| {
+                let command =
+                    Command::CancelAll(CancelAll { account, symbol, cause: CancelAllCause::Request, timestamp });
+                self.produce(command, p, ResponseMode::Result)
+            })
+            .collect()
+    }
+
+    /// Waits for a cancel-all: the ids cancelled, and whether every partition answered.
+    pub async fn cancelled_all(&self, submitted: Vec<Submitted>) -> Result<(bool, Vec<String>), ApiError> {
+        let mut ids = Vec::new();
+        let mut complete = true;
+        for s in submitted {
+            match self.wait(s).await? {
+                Outcome::Reply(output) => ids.extend(output.events.iter().filter_map(|e| match e {
+                    Event::Cancelled(c) => Some(c.order_id.0.to_string()),
+                    _ => None,
+                })),
+                Outcome::Durable | Outcome::TimedOut => complete = false,
+            }
+        }
+        Ok((complete, ids))
+    }
+
+    /// Parses an order id from a path.
+    ///
+    /// # Errors
+    /// 404: a string that is not an id names no order.
+    pub fn order_id(text: &str) -> Result<OrderId, ApiError> {
+        text.parse::<u64>().map(OrderId).map_err(|_| ApiError::order_not_found())
+    }
+
+    /// The account's own order.
+    ///
+    /// # Errors
+    /// 404 unknown, 403 another account's.
+    pub fn order(&self, account: AccountId, id: OrderId) -> Result<Order, ApiError> {
+        let record = self.orders.get(id).ok_or_else(ApiError::order_not_found)?;
+        if record.account != account {
+            return Err(ApiError::not_yours());
+        }
+        self.orders.render(id).ok_or_else(ApiError::order_not_found)
+    }
+
+    /// Resolves an optional symbol filter.
+    ///
+    /// # Errors
+    /// 404 for an unknown symbol.
+    pub fn symbol_filter(&self, symbol: Option<&str>) -> Result<Option<SymbolId>, ApiError> {
+        symbol.map(|s| self.symbol(s).map(|spec| spec.id)).transpose()
+    }
+
+    /// Outstanding `?response=result` waits.
+    pub fn pending_replies(&self) -> usize {
+        self.pending.lock().len()
+    }
+}
+
+/// The reason, if the engine refused the command.
+fn rejection(output: &ShardOutput) -> Option<tachyon_proto::RejectReason> {
+    output.events.iter().find_map(|e| match e {
+        Event::Rejected(r) => Some(r.reason),
+        _ => None,
+    })
+}

@@ -1,0 +1,352 @@
+//! `GET /v1/ws`: market-data channels, the account's order updates and order entry.
+//!
+//! Each connection has one bounded outbound queue drained by a writer task. Market-data
+//! subscriptions are tasks that forward from the symbol's broadcast channel into that
+//! queue: a client too slow to keep up makes its forwarder wait, the broadcast channel
+//! then reports it lagged, and the book subscriber is sent a fresh snapshot (the trades
+//! subscriber an explicit `lagged` error) instead of unbounded buffering or silent gaps.
+//! Order entry validates and produces in the order frames arrive, then answers each
+//! request from its own task when the engine's report comes back.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use axum::extract::ws::rejection::WebSocketUpgradeRejection;
+use axum::extract::ws::{Message, Utf8Bytes, WebSocket, WebSocketUpgrade};
+use axum::extract::State;
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Map, Value};
+use tachyon_proto::api::OrderRequest;
+use tachyon_proto::AccountId;
+use tokio::sync::{broadcast, mpsc};
+use tokio::task::JoinHandle;
+
+use crate::error::ApiError;
+use crate::market::{Channel, MdMessage};
+use crate::rest::AppState;
+use crate::service::{Gateway, ResponseMode};
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+
+/// The upgrade: an `X-API-Key` header, if present, must be valid.
+pub async fn upgrade(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
+) -> Response {
+    let ws = match ws {
+        Ok(ws) => ws,
+        Err(e) => return ApiError::bad_request("websocket_required", e.body_text()).into_response(),
+    };
+    let account = match headers.get("x-api-key") {
+        None => None,
+        Some(key) => match state.gateway.authenticate(key.to_str().ok()) {
+            Ok(account) => Some(account),
+            Err(e) => return e.into_response(),
+        },
+    };
+    let max = state.gateway.config.max_frame_bytes;
+    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| run(state.gateway, socket, account))
+}
+
+fn error_frame(code: &str, message: &str) -> Message {
+    text(&json!({"type": "error", "error": {"code": code, "message": message}}))
+}
+
+fn text(value: &Value) -> Message {
+    Message::Text(Utf8Bytes::from(value.to_string()))
+}
+
+struct Connection {
+    gateway: Arc<Gateway>,
+    id: u64,
+    out: mpsc::Sender<Message>,
+    account: Option<AccountId>,
+    /// (channel, symbol) → forwarding task.
+    subscriptions: HashMap<(String, String), JoinHandle<()>>,
+}
+
+async fn run(gateway: Arc<Gateway>, socket: WebSocket, account: Option<AccountId>) {
+    let (mut sink, mut stream) = socket.split();
+    let (out, mut queue) = mpsc::channel::<Message>(gateway.config.ws_queue.max(1));
+    let writer = tokio::spawn(async move {
+        while let Some(message) = queue.recv().await {
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    gateway.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
+    let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+    let mut conn = Connection { gateway: Arc::clone(&gateway), id, out, account, subscriptions: HashMap::new() };
+    while let Some(frame) = stream.next().await {
+        match frame {
+            Ok(Message::Text(t)) => {
+                gateway.metrics.ws_messages_in.fetch_add(1, Ordering::Relaxed);
+                conn.handle(t.as_str()).await;
+            }
+            Ok(Message::Binary(_)) => {
+                conn.error("invalid_message", "binary frames are not supported; send JSON text").await;
+            }
+            Ok(Message::Close(_)) | Err(_) => break,
+            Ok(Message::Ping(_) | Message::Pong(_)) => {}
+        }
+    }
+    for (_, task) in conn.subscriptions.drain() {
+        task.abort();
+    }
+    if let Some(account) = conn.account {
+        gateway.orders.unsubscribe(account, id);
+    }
+    drop(conn);
+    let _ = writer.await;
+    gateway.metrics.ws_connections.fetch_sub(1, Ordering::Relaxed);
+}
+
+impl Connection {
+    async fn send(&self, message: Message) {
+        let _ = self.out.send(message).await;
+    }
+
+    async fn error(&self, code: &str, message: &str) {
+        self.gateway.metrics.ws_errors.fetch_add(1, Ordering::Relaxed);
+        self.send(error_frame(code, message)).await;
+    }
+
+    async fn handle(&mut self, frame: &str) {
+        let mut fields = match serde_json::from_str::<Value>(frame) {
+            Ok(Value::Object(map)) => map,
+            Ok(_) => return self.error("invalid_message", "a message is one JSON object").await,
+            Err(e) => return self.error("invalid_json", &format!("the message is not valid JSON: {e}")).await,
+        };
+        let Some(Value::String(op)) = fields.remove("op") else {
+            return self.error("invalid_message", "the message needs an \"op\" string").await;
+        };
+        let result = match op.as_str() {
+            "ping" => {
+                self.send(text(&json!({"type": "pong"}))).await;
+                Ok(())
+            }
+            "auth" => self.auth(&fields),
+            "subscribe" => self.subscribe(&fields),
+            "unsubscribe" => self.unsubscribe(&fields),
+            "order.new" | "order.cancel" | "order.cancel_all" => return self.order_op(&op, fields).await,
+            other => Err(ApiError::bad_request("unknown_op", format!("unknown op {other:?}"))),
+        };
+        if let Err(e) = result {
+            self.error(e.code, &e.message).await;
+        }
+    }
+
+    fn auth(&mut self, fields: &Map<String, Value>) -> Result<(), ApiError> {
+        let key = fields.get("api_key").and_then(Value::as_str);
+        let account = self.gateway.authenticate(key)?;
+        if self.account.is_some_and(|a| a != account) {
+            return Err(ApiError::bad_request(
+                "already_authenticated",
+                "this connection is authenticated as another account",
+            ));
+        }
+        self.account = Some(account);
+        Ok(())
+    }
+
+    fn channel_and_symbol(fields: &Map<String, Value>) -> Result<(String, Option<String>), ApiError> {
+        let channel = fields
+            .get("channel")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ApiError::bad_request("invalid_message", "subscribe needs a \"channel\""))?;
+        let symbol = fields.get("symbol").and_then(Value::as_str).map(str::to_string);
+        Ok((channel.to_string(), symbol))
+    }
+
+    fn subscribe(&mut self, fields: &Map<String, Value>) -> Result<(), ApiError> {
+        let (channel, symbol) = Self::channel_and_symbol(fields)?;
+        let key = (channel.clone(), symbol.clone().unwrap_or_default());
+        if self.subscriptions.contains_key(&key) {
+            return Err(ApiError::bad_request("already_subscribed", "already subscribed to this channel"));
+        }
+        let task = match channel.as_str() {
+            "orders" => {
+                let account = self
+                    .account
+                    .ok_or_else(|| ApiError::unauthorized("the orders channel needs authentication (op auth)"))?;
+                let rx = self.gateway.orders.subscribe(account, self.id, self.gateway.config.ws_queue);
+                tokio::spawn(forward_orders(rx, self.out.clone()))
+            }
+            "book" | "trades" | "ticker" => {
+                let symbol = symbol
+                    .ok_or_else(|| ApiError::bad_request("invalid_message", "this channel needs a \"symbol\""))?;
+                let kind = match channel.as_str() {
+                    "book" => Channel::Book,
+                    "trades" => Channel::Trades,
+                    _ => Channel::Ticker,
+                };
+                let (snapshot, rx) = self
+                    .gateway
+                    .market
+                    .subscribe(&symbol, kind == Channel::Book)
+                    .ok_or_else(|| ApiError::unknown_symbol(&symbol))?;
+                tokio::spawn(forward_market(Arc::clone(&self.gateway), symbol, kind, snapshot, rx, self.out.clone()))
+            }
+            other => return Err(ApiError::bad_request("unknown_channel", format!("unknown channel {other:?}"))),
+        };
+        self.subscriptions.insert(key, task);
+        Ok(())
+    }
+
+    fn unsubscribe(&mut self, fields: &Map<String, Value>) -> Result<(), ApiError> {
+        let (channel, symbol) = Self::channel_and_symbol(fields)?;
+        let task = self
+            .subscriptions
+            .remove(&(channel.clone(), symbol.unwrap_or_default()))
+            .ok_or_else(|| ApiError::bad_request("not_subscribed", "no such subscription"))?;
+        task.abort();
+        if channel == "orders" {
+            if let Some(account) = self.account {
+                self.gateway.orders.unsubscribe(account, self.id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Order entry: rate-limited per key like REST; answered from a task of its own.
+    async fn order_op(&mut self, op: &str, mut fields: Map<String, Value>) {
+        let request_id = fields.remove("request_id").unwrap_or(Value::Null);
+        let respond = move |result: Result<Value, ApiError>| {
+            let mut body = json!({"type": "response", "request_id": request_id});
+            match result {
+                Ok(v) => body["result"] = v,
+                Err(e) => body["error"] = json!({"code": e.code, "message": e.message}),
+            }
+            text(&body)
+        };
+        let gateway = Arc::clone(&self.gateway);
+        let started = match self.start_order_op(op, fields) {
+            Ok(started) => started,
+            Err(e) => return self.send(respond(Err(e))).await,
+        };
+        let out = self.out.clone();
+        let respond = respond.clone();
+        tokio::spawn(async move {
+            let result = match started {
+                Started::New(placed) => gateway.placed(placed).await.map(|(_, order)| json!(order)),
+                Started::Cancel(id, submitted) => gateway.changed(id, submitted).await.map(|(_, order)| json!(order)),
+                Started::CancelAll(submitted) => {
+                    gateway.cancelled_all(submitted).await.map(|(_, ids)| json!({"cancelled": ids}))
+                }
+            };
+            let _ = out.send(respond(result)).await;
+        });
+    }
+
+    fn start_order_op(&self, op: &str, mut fields: Map<String, Value>) -> Result<Started, ApiError> {
+        let account =
+            self.account.ok_or_else(|| ApiError::unauthorized("order entry needs authentication (op auth)"))?;
+        let decision = self.gateway.rate_check(account);
+        if !decision.allowed {
+            return Err(ApiError::new(
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!("too many requests for this API key; retry in {} ms", decision.retry_after.as_millis()),
+            ));
+        }
+        let gw = &self.gateway;
+        match op {
+            "order.new" => {
+                let request: OrderRequest = serde_json::from_value(Value::Object(fields))
+                    .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+                Ok(Started::New(gw.place(account, &request, ResponseMode::Result)?))
+            }
+            "order.cancel" => {
+                let id = match fields.remove("order_id") {
+                    Some(Value::String(s)) => Gateway::order_id(&s)?,
+                    _ => {
+                        return Err(ApiError::bad_request(
+                            "invalid_request",
+                            "order.cancel needs an \"order_id\" string",
+                        ))
+                    }
+                };
+                Ok(Started::Cancel(id, gw.cancel(account, id)?))
+            }
+            _ => {
+                let symbol = fields.get("symbol").and_then(Value::as_str);
+                Ok(Started::CancelAll(gw.cancel_all(account, symbol)?))
+            }
+        }
+    }
+}
+
+enum Started {
+    New(crate::service::PlacedOrder),
+    Cancel(tachyon_proto::OrderId, crate::service::Submitted),
+    CancelAll(Vec<crate::service::Submitted>),
+}
+
+/// The account's order updates with a per-connection consecutive sequence. If the store
+/// had to drop this subscriber (too slow), the client is told instead of seeing a gap.
+async fn forward_orders(mut rx: mpsc::Receiver<Arc<tachyon_proto::api::Order>>, out: mpsc::Sender<Message>) {
+    let mut sequence = 0u64;
+    while let Some(order) = rx.recv().await {
+        sequence += 1;
+        if out.send(text(&json!({"channel": "orders", "sequence": sequence, "order": *order}))).await.is_err() {
+            return;
+        }
+    }
+    let _ = out
+        .send(error_frame("slow_consumer", "order updates fell too far behind; subscribe again and reload open orders"))
+        .await;
+}
+
+async fn forward_market(
+    gateway: Arc<Gateway>,
+    symbol: String,
+    kind: Channel,
+    snapshot: Option<MdMessage>,
+    mut rx: broadcast::Receiver<Arc<MdMessage>>,
+    out: mpsc::Sender<Message>,
+) {
+    let mut last = 0;
+    if let Some(s) = snapshot {
+        last = s.sequence;
+        if out.send(Message::Text(Utf8Bytes::from(s.text.as_ref()))).await.is_err() {
+            return;
+        }
+    }
+    loop {
+        match rx.recv().await {
+            Ok(m) if m.channel == kind => {
+                if kind == Channel::Book && m.sequence <= last {
+                    continue; // Already in the snapshot.
+                }
+                last = m.sequence;
+                if out.send(Message::Text(Utf8Bytes::from(m.text.as_ref()))).await.is_err() {
+                    return;
+                }
+            }
+            Ok(_) => {}
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                if kind == Channel::Book {
+                    gateway.metrics.ws_snapshots_resent.fetch_add(1, Ordering::Relaxed);
+                    let Some((Some(s), fresh)) = gateway.market.subscribe(&symbol, true) else { return };
+                    rx = fresh;
+                    last = s.sequence;
+                    if out.send(Message::Text(Utf8Bytes::from(s.text.as_ref()))).await.is_err() {
+                        return;
+                    }
+                } else {
+                    let message = format!("{missed} messages were dropped because the connection fell behind");
+                    if out.send(error_frame("lagged", &message)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
