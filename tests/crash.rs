@@ -25,7 +25,7 @@ fn free_port() -> u16 {
 
 async fn start(dir: &std::path::Path, port: u16) -> Process {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_tachyon"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tachyon"))
         .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "text"])
         .arg("--data-dir")
         .arg(dir)
@@ -43,7 +43,17 @@ async fn start(dir: &std::path::Path, port: u16) -> Process {
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("the server did not become ready; see {}", dir.join("server.log").display());
+}
+
+impl Drop for Process {
+    /// A failed test must not leave a server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn client(base: &str, keys: &KeyRing, account: &str) -> Client {
