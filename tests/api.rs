@@ -394,3 +394,35 @@ async fn market_data_endpoints() {
     assert!(metrics.contains("tachyon_gateway_orders_submitted_total 4"), "{metrics}");
     server.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_generated_from_the_code() {
+    let server = Server::start().await;
+    let doc = server.public().get("/v1/openapi.json").await;
+    assert_eq!(doc.status, StatusCode::OK);
+    let paths = doc.body["paths"].as_object().expect("paths");
+    for path in [
+        "/v1/orders",
+        "/v1/orders/batch",
+        "/v1/orders/{order_id}",
+        "/v1/fills",
+        "/v1/symbols",
+        "/v1/book/{symbol}",
+        "/v1/trades/{symbol}",
+        "/v1/ticker/{symbol}",
+        "/v1/candles/{symbol}",
+    ] {
+        assert!(paths.contains_key(path), "{path} missing");
+    }
+    for method in ["post", "get", "delete"] {
+        assert!(paths["/v1/orders"].get(method).is_some(), "{method} /v1/orders");
+    }
+    let order = &doc.body["components"]["schemas"]["Order"]["properties"];
+    for field in
+        ["order_id", "client_order_id", "status", "reject_reason", "cancel_reason", "fills", "average_fill_price"]
+    {
+        assert!(order.get(field).is_some(), "Order.{field} missing");
+    }
+    assert!(doc.body["components"]["securitySchemes"]["api_key"].is_object());
+    server.stop().await.expect("clean stop");
+}

@@ -13,7 +13,9 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use tachyon_proto::api::{OrderRequest, OrderStatus, SymbolInfo};
+use tachyon_proto::api::{
+    AccountFill, Book, Candle, ErrorBody, Order, OrderRequest, OrderStatus, PublicTrade, SymbolInfo, Ticker,
+};
 use tachyon_proto::{AccountId, Timestamp};
 
 use crate::error::ApiError;
@@ -216,6 +218,14 @@ fn response_mode(q: &ResponseQuery) -> Result<ResponseMode, ApiError> {
     }
 }
 
+#[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderRequest,
+    params(("response" = Option<String>, Query, description = "`result` (default): wait for the engine; `ack`: answer 202 once durable"),
+           ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body get the first answer")),
+    responses((status = 201, description = "The order as the engine left it, with its immediate fills (status `rejected` with `reject_reason` when the engine refused it)", body = Order),
+              (status = 202, description = "Durable but not yet matched (`?response=ack`, or no engine reply within gateway.reply_timeout_ms): status `pending`", body = Order),
+              (status = 404, description = "Unknown symbol", body = ErrorBody), (status = 409, description = "Duplicate client_order_id, or an idempotent retry still running", body = ErrorBody),
+              (status = 413, description = "Body too large", body = ErrorBody), (status = 422, description = "Idempotency-Key reused with another body", body = ErrorBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+    security(("api_key" = [])))]
 async fn place_order(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -242,6 +252,10 @@ struct BatchRequest {
     orders: Vec<serde_json::Value>,
 }
 
+#[utoipa::path(post, path = "/v1/orders/batch", tag = "orders",
+    request_body(content = serde_json::Value, description = "`{\"orders\": [<order body>, …]}`, at most limits.max_batch_orders"),
+    responses((status = 200, description = "`{\"results\": [<order> | {\"error\": …}, …]}` in request order; each order validated and matched independently, in sequence", body = serde_json::Value), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+    security(("api_key" = [])))]
 async fn place_batch(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -295,6 +309,10 @@ struct ListQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/orders", tag = "orders",
+    params(("symbol" = Option<String>, Query), ("status" = Option<String>, Query, description = "`open`, or any order status"), ("limit" = Option<usize>, Query, description = "1-1000, default 100 (ignored for open)")),
+    responses((status = 200, description = "The account's orders: open ones oldest first; otherwise newest first", body = Vec<Order>), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+    security(("api_key" = [])))]
 async fn list_orders(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -316,6 +334,9 @@ async fn list_orders(
     Ok(ApiResponse::json(StatusCode::OK, &orders))
 }
 
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "orders", params(("order_id" = String, Path)),
+    responses((status = 200, description = "The order; `remaining_quantity` is what still works on the book (0 once done)", body = Order), (status = 403, description = "Another account's order", body = ErrorBody), (status = 404, description = "Unknown order", body = ErrorBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+    security(("api_key" = [])))]
 async fn get_order(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -325,6 +346,9 @@ async fn get_order(
     Ok(ApiResponse::json(StatusCode::OK, &order))
 }
 
+#[utoipa::path(delete, path = "/v1/orders/{order_id}", tag = "orders", params(("order_id" = String, Path)),
+    responses((status = 200, description = "Cancelled", body = Order), (status = 202, description = "No engine reply in time: the order as known", body = Order), (status = 403, description = "Another account's order", body = ErrorBody), (status = 404, description = "Unknown order", body = ErrorBody), (status = 409, description = "order_not_open", body = ErrorBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+    security(("api_key" = [])))]
 async fn cancel_order(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -344,6 +368,10 @@ struct AmendRequest {
     quantity: Option<String>,
 }
 
+#[utoipa::path(patch, path = "/v1/orders/{order_id}", tag = "orders", params(("order_id" = String, Path)),
+    request_body(content = serde_json::Value, description = "`{\"quantity\": \"…\", \"price\": \"…\"}`, either or both"),
+    responses((status = 200, description = "Amended: a lower quantity keeps time priority; a new price or a higher quantity loses it; a quantity at or below the filled one finishes the order", body = Order), (status = 403, description = "Another account's order", body = ErrorBody), (status = 404, description = "Unknown order", body = ErrorBody), (status = 409, description = "order_not_open", body = ErrorBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+    security(("api_key" = [])))]
 async fn amend_order(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -364,6 +392,9 @@ struct SymbolQuery {
     symbol: Option<String>,
 }
 
+#[utoipa::path(delete, path = "/v1/orders", tag = "orders", params(("symbol" = Option<String>, Query)),
+    responses((status = 200, description = "`{\"cancelled\": [order_id, …]}`", body = serde_json::Value), (status = 202, description = "Some partition did not answer in time: the ids confirmed so far", body = serde_json::Value), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+    security(("api_key" = [])))]
 async fn cancel_all(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -384,6 +415,9 @@ struct FillsQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/fills", tag = "orders", params(("symbol" = Option<String>, Query), ("limit" = Option<usize>, Query, description = "1-1000, default 100")),
+    responses((status = 200, description = "The account's fills, newest first", body = Vec<AccountFill>), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+    security(("api_key" = [])))]
 async fn fills(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
@@ -396,6 +430,7 @@ async fn fills(
     Ok(ApiResponse::json(StatusCode::OK, &fills))
 }
 
+#[utoipa::path(get, path = "/v1/symbols", tag = "market data", responses((status = 200, body = Vec<SymbolInfo>)))]
 async fn symbols(State(state): State<AppState>) -> ApiResponse {
     let list: Vec<SymbolInfo> = state.gateway.symbols.all().iter().map(SymbolInfo::from).collect();
     ApiResponse::json(StatusCode::OK, &list)
@@ -407,6 +442,8 @@ struct DepthQuery {
     depth: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/book/{symbol}", tag = "market data", params(("symbol" = String, Path), ("depth" = Option<usize>, Query, description = "levels per side, default 50")),
+    responses((status = 200, description = "Aggregated levels, best first; `sequence` is the symbol's book sequence shared with the WebSocket", body = Book), (status = 404, description = "Unknown symbol", body = ErrorBody)))]
 async fn book(
     State(state): State<AppState>,
     Path(symbol): Path<String>,
@@ -423,6 +460,8 @@ struct LimitQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/trades/{symbol}", tag = "market data", params(("symbol" = String, Path), ("limit" = Option<usize>, Query)),
+    responses((status = 200, description = "Newest first", body = Vec<PublicTrade>), (status = 404, description = "Unknown symbol", body = ErrorBody)))]
 async fn trades(
     State(state): State<AppState>,
     Path(symbol): Path<String>,
@@ -433,6 +472,8 @@ async fn trades(
     Ok(ApiResponse::json(StatusCode::OK, &trades))
 }
 
+#[utoipa::path(get, path = "/v1/ticker/{symbol}", tag = "market data", params(("symbol" = String, Path)),
+    responses((status = 200, body = Ticker), (status = 404, description = "Unknown symbol", body = ErrorBody)))]
 async fn ticker(State(state): State<AppState>, Path(symbol): Path<String>) -> ApiResult {
     let ticker =
         state.gateway.market.ticker(&symbol, Timestamp::now()).ok_or_else(|| ApiError::unknown_symbol(&symbol))?;
@@ -446,6 +487,8 @@ struct CandleQuery {
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/v1/candles/{symbol}", tag = "market data", params(("symbol" = String, Path), ("interval" = Option<String>, Query, description = "1m (default), 5m, 15m, 1h, 4h, 1d"), ("limit" = Option<usize>, Query)),
+    responses((status = 200, description = "Newest first; intervals without trades are left out", body = Vec<Candle>), (status = 404, description = "Unknown symbol", body = ErrorBody)))]
 async fn candles(
     State(state): State<AppState>,
     Path(symbol): Path<String>,
@@ -462,10 +505,12 @@ async fn candles(
     Ok(ApiResponse::json(StatusCode::OK, &candles))
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up")))]
 async fn healthz() -> ApiResponse {
     ApiResponse::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
+#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Backbone healthy, every shard caught up"), (status = 503, description = "Not ready")))]
 async fn readyz(State(state): State<AppState>) -> ApiResponse {
     let backbone = state.gateway.backbone_healthy();
     let ready = state.gateway.is_ready() && state.probe.ready();
@@ -473,6 +518,7 @@ async fn readyz(State(state): State<AppState>) -> ApiResponse {
     ApiResponse::json(status, &serde_json::json!({"ready": ready, "backbone": backbone}))
 }
 
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text")))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(4096);
     state.gateway.metrics.render(&mut out);
@@ -498,4 +544,25 @@ async fn metrics(State(state): State<AppState>) -> Response {
 /// 404 in the API's shape for unknown routes.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
+}
+
+/// The OpenAPI document, generated from the handlers' annotations and the API types.
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(title = "Tachyon API", version = "1", description = "The public API of shared/API.md. Prices and quantities are decimal strings; every error is {\"error\": {\"code\", \"message\"}}. The WebSocket at /v1/ws is described in the README."),
+    paths(place_order, place_batch, list_orders, get_order, cancel_order, amend_order, cancel_all, fills, symbols, book, trades, ticker, candles, healthz, readyz, metrics),
+    modifiers(&ApiKeyScheme)
+)]
+#[derive(Debug)]
+pub struct ApiDoc;
+
+struct ApiKeyScheme;
+
+impl utoipa::Modify for ApiKeyScheme {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{ApiKey, ApiKeyValue, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+    }
 }

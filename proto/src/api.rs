@@ -13,13 +13,13 @@ use crate::ids::ClientOrderId;
 use crate::symbol::SymbolSpec;
 
 /// `{"error": {"code", "message"}}`, the body of every error response.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 /// An error's machine code and human sentence.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ErrorDetail {
     pub code: String,
     pub message: String,
@@ -32,7 +32,7 @@ impl ErrorBody {
 }
 
 /// One entry of `GET /v1/symbols`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SymbolInfo {
     pub symbol: String,
     pub tick_size: String,
@@ -54,7 +54,7 @@ impl From<&SymbolSpec> for SymbolInfo {
 }
 
 /// Body of `POST /v1/orders` (and of each entry of a batch).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderRequest {
     pub symbol: String,
@@ -167,7 +167,7 @@ impl OrderRequest {
 }
 
 /// `status` of an order object.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OrderStatus {
     Pending,
@@ -179,7 +179,7 @@ pub enum OrderStatus {
 }
 
 /// `liquidity` of a fill.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Liquidity {
     Maker,
@@ -187,7 +187,7 @@ pub enum Liquidity {
 }
 
 /// One fill inside an order object.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct OrderFill {
     pub trade_id: String,
     pub price: String,
@@ -197,7 +197,7 @@ pub struct OrderFill {
 }
 
 /// The order object of `POST/GET/DELETE/PATCH /v1/orders…`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Order {
     pub order_id: String,
     pub client_order_id: Option<String>,
@@ -222,7 +222,7 @@ pub struct Order {
 }
 
 /// One entry of `GET /v1/fills` (an order fill plus the order it belongs to).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct AccountFill {
     pub trade_id: String,
     pub order_id: String,
@@ -235,16 +235,19 @@ pub struct AccountFill {
 }
 
 /// `GET /v1/book/{symbol}`: levels as `[price, quantity]`, best first.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Book {
     pub symbol: String,
     pub sequence: u64,
+    /// `[price, quantity]`, best first.
+    #[schema(value_type = Vec<Vec<String>>)]
     pub bids: Vec<[String; 2]>,
+    #[schema(value_type = Vec<Vec<String>>)]
     pub asks: Vec<[String; 2]>,
 }
 
 /// `GET /v1/trades/{symbol}` entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PublicTrade {
     pub trade_id: String,
     pub price: String,
@@ -254,7 +257,7 @@ pub struct PublicTrade {
 }
 
 /// `GET /v1/ticker/{symbol}`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Ticker {
     pub symbol: String,
     pub best_bid: Option<String>,
@@ -267,7 +270,7 @@ pub struct Ticker {
 }
 
 /// `GET /v1/candles/{symbol}` entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Candle {
     pub start: String,
     pub open: String,

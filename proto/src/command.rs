@@ -13,7 +13,18 @@ use crate::time::Timestamp;
 
 /// Limit or market.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    utoipa::ToSchema,
 )]
 #[rkyv(derive(Debug))]
 #[serde(rename_all = "snake_case")]
@@ -25,7 +36,18 @@ pub enum OrderType {
 
 /// How long an order may live.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    utoipa::ToSchema,
 )]
 #[rkyv(derive(Debug))]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +76,7 @@ pub enum TimeInForce {
     rkyv::Archive,
     rkyv::Serialize,
     rkyv::Deserialize,
+    utoipa::ToSchema,
 )]
 #[rkyv(derive(Debug))]
 #[serde(rename_all = "snake_case")]

@@ -26,7 +26,18 @@ use crate::time::Timestamp;
 
 /// Why the engine refused a command. Serialises to the API's `snake_case` codes.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    utoipa::ToSchema,
 )]
 #[rkyv(derive(Debug))]
 #[serde(rename_all = "snake_case")]
@@ -75,7 +86,18 @@ impl RejectReason {
 
 /// Why an order left the book without filling completely. Serialises to the API codes.
 #[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize,
+    Clone,
+    Copy,
+    Debug,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    rkyv::Archive,
+    rkyv::Serialize,
+    rkyv::Deserialize,
+    utoipa::ToSchema,
 )]
 #[rkyv(derive(Debug))]
 #[serde(rename_all = "snake_case")]

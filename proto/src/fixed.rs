@@ -59,6 +59,7 @@ impl Price {
     rkyv::Archive,
     rkyv::Serialize,
     rkyv::Deserialize,
+    utoipa::ToSchema,
 )]
 #[rkyv(derive(Debug))]
 #[serde(rename_all = "snake_case")]
