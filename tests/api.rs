@@ -60,7 +60,7 @@ async fn limit_orders_rest_match_fill_amend_and_cancel() {
     );
     let moved = alice.patch(&path, &json!({"price": "30010.00"})).await.body;
     assert_eq!(moved["price"], "30010.00");
-    let book = server.public().get("/v1/book/BTC-USD").await.body;
+    let book = server.public().get_when("/v1/book/BTC-USD", |b| b["asks"][0][0] == "30010.00").await;
     assert_eq!(book["asks"], json!([["30010.00", "0.2"]]));
     alice.patch(&path, &json!({})).await.expect_error(400, "invalid_request");
     alice.patch(&path, &json!({"price": "1.001"})).await.expect_error(400, "invalid_price");
@@ -364,7 +364,7 @@ async fn market_data_endpoints() {
     alice.limit("ETH-USD", "sell", "2001.00", "2").await;
     bob.limit("ETH-USD", "buy", "1999.00", "3").await;
     bob.limit("ETH-USD", "buy", "2000.00", "0.25").await;
-    let book = public.get("/v1/book/ETH-USD?depth=1").await.body;
+    let book = public.get_when("/v1/book/ETH-USD?depth=1", |b| b["sequence"] == 4).await;
     assert_eq!(
         book,
         json!({"symbol": "ETH-USD", "sequence": 4, "bids": [["1999.00", "3"]], "asks": [["2000.00", "0.75"]]})

@@ -153,6 +153,19 @@ impl Client {
         self.raw(Method::DELETE, path, None, &[]).await
     }
 
+    /// GETs `path` until `ready` holds (public market data follows the engine a moment
+    /// after the private reply: they are separate streams), within 5 s.
+    pub async fn get_when(&self, path: &str, ready: impl Fn(&Value) -> bool) -> Value {
+        for _ in 0..500 {
+            let a = self.get(path).await;
+            if ready(&a.body) {
+                return a.body;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("GET {path} never satisfied the condition");
+    }
+
     /// Places a limit order and returns the order object (asserting 201).
     pub async fn limit(&self, symbol: &str, side: &str, price: &str, qty: &str) -> Value {
         let a = self
@@ -206,6 +219,17 @@ impl Ws {
                 Message::Text(t) => return serde_json::from_str(t.as_str()).expect("JSON message"),
                 Message::Close(_) => panic!("the server closed the connection"),
                 _ => {}
+            }
+        }
+    }
+
+    /// The next JSON message if one arrives within `wait`.
+    pub async fn next_within(&mut self, wait: Duration) -> Option<Value> {
+        loop {
+            let frame =
+                tokio::time::timeout(wait, self.stream.next()).await.ok()?.expect("stream open").expect("frame");
+            if let Message::Text(t) = frame {
+                return Some(serde_json::from_str(t.as_str()).expect("JSON message"));
             }
         }
     }
