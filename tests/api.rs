@@ -217,6 +217,11 @@ async fn every_error_has_the_api_shape_and_status() {
         .post("/v1/orders", &with("client_order_id", json!("my-1")))
         .await
         .expect_error(409, "duplicate_client_order_id");
+    // Unique among *open* orders only: once my-1 is done, the id is free again.
+    let first_id = first.body["order_id"].as_str().expect("id");
+    assert_eq!(alice.delete(&format!("/v1/orders/{first_id}")).await.status, StatusCode::OK);
+    let reused = alice.post("/v1/orders", &with("client_order_id", json!("my-1"))).await;
+    assert_eq!(reused.status, StatusCode::CREATED, "{}", reused.body);
 
     // 413: body too large; the server stays up.
     let big = format!(r#"{{"symbol":"BTC-USD","pad":"{}"}}"#, "x".repeat(4096));

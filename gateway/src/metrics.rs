@@ -11,8 +11,8 @@ use parking_lot::Mutex;
 /// The gateway's counters.
 #[derive(Debug, Default)]
 pub struct Metrics {
-    /// (route, status) → responses.
-    responses: Mutex<BTreeMap<(String, u16), u64>>,
+    /// route → status → responses (looked up by `&str`: no allocation per request).
+    responses: Mutex<BTreeMap<String, BTreeMap<u16, u64>>>,
     pub orders_submitted: AtomicU64,
     pub rate_limited: AtomicU64,
     pub backbone_refused: AtomicU64,
@@ -26,14 +26,22 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one HTTP response.
     pub fn response(&self, route: &str, status: u16) {
-        *self.responses.lock().entry((route.to_string(), status)).or_insert(0) += 1;
+        let mut responses = self.responses.lock();
+        let by_status = match responses.get_mut(route) {
+            Some(by_status) => by_status,
+            None => responses.entry(route.to_string()).or_default(),
+        };
+        *by_status.entry(status).or_insert(0) += 1;
     }
 
     /// Appends the gateway's metrics to `out`.
     pub fn render(&self, out: &mut String) {
         let _ = writeln!(out, "# TYPE tachyon_gateway_http_responses_total counter");
-        for ((route, status), n) in self.responses.lock().iter() {
-            let _ = writeln!(out, "tachyon_gateway_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+        for (route, by_status) in self.responses.lock().iter() {
+            for (status, n) in by_status {
+                let _ =
+                    writeln!(out, "tachyon_gateway_http_responses_total{{route=\"{route}\",status=\"{status}\"}} {n}");
+            }
         }
         let counters = [
             ("tachyon_gateway_orders_submitted_total", &self.orders_submitted),

@@ -123,7 +123,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
 }
 
 /// The single place where JSON bodies are parsed: the API's error shape for every failure.
-fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<(Bytes, T), ApiError> {
+fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
@@ -131,11 +131,10 @@ fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Resul
             ApiError::bad_request("invalid_request", e.body_text())
         }
     })?;
-    let value = serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
+    serde_json::from_slice(&bytes).map_err(|e| match e.classify() {
         serde_json::error::Category::Data => ApiError::bad_request("invalid_request", e.to_string()),
         _ => ApiError::bad_request("invalid_json", format!("the body is not valid JSON: {e}")),
-    })?;
-    Ok((bytes, value))
+    })
 }
 
 fn parse_query<T>(query: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
@@ -234,16 +233,46 @@ async fn place_order(
     query: Result<Query<ResponseQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let raw = body.as_ref().map(|b| b.to_vec()).unwrap_or_default();
-    let gw = &state.gateway;
-    let work = async {
-        let mode = response_mode(&parse_query(query)?)?;
-        let (_, request): (_, OrderRequest) = parse_body(body)?;
-        let placed = gw.place(caller.0, &request, mode)?;
-        let (status, order) = gw.placed(placed).await?;
-        Ok(ApiResponse::json(status, &order))
-    };
-    idempotent(&state, caller, &headers, &method, "/v1/orders", &raw, work).await
+    let gw = Arc::clone(&state.gateway);
+    let request = OrderPost { state: &state, caller, method: &method, headers: &headers, path: "/v1/orders" };
+    request
+        .run(query, body, |mode, order: OrderRequest| async move {
+            let placed = gw.place(caller.0, &order, mode)?;
+            let (status, order) = gw.placed(placed).await?;
+            Ok(ApiResponse::json(status, &order))
+        })
+        .await
+}
+
+/// What the order-entry POSTs share: `?response=`, a JSON body, `Idempotency-Key`.
+struct OrderPost<'a> {
+    state: &'a AppState,
+    caller: Caller,
+    method: &'a Method,
+    headers: &'a HeaderMap,
+    path: &'a str,
+}
+
+impl OrderPost<'_> {
+    /// Parses the query and body and runs `handle` under the request's idempotency key.
+    async fn run<T, F, Fut>(
+        self,
+        query: Result<Query<ResponseQuery>, QueryRejection>,
+        body: Result<Bytes, BytesRejection>,
+        handle: F,
+    ) -> Response
+    where
+        T: DeserializeOwned,
+        F: FnOnce(ResponseMode, T) -> Fut,
+        Fut: std::future::Future<Output = ApiResult>,
+    {
+        let raw = body.as_ref().map(Bytes::clone).unwrap_or_default();
+        let work = async {
+            let mode = response_mode(&parse_query(query)?)?;
+            handle(mode, parse_body(body)?).await
+        };
+        idempotent(self.state, self.caller, self.headers, self.method, self.path, &raw, work).await
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,41 +293,40 @@ async fn place_batch(
     query: Result<Query<ResponseQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let raw = body.as_ref().map(|b| b.to_vec()).unwrap_or_default();
-    let gw = &state.gateway;
-    let work = async {
-        let mode = response_mode(&parse_query(query)?)?;
-        let (_, batch): (_, BatchRequest) = parse_body(body)?;
-        if batch.orders.len() > gw.config.max_batch_orders {
-            return Err(ApiError::bad_request(
-                "too_many_orders",
-                format!("a batch holds at most {} orders", gw.config.max_batch_orders),
-            ));
-        }
-        // Validate and send in order first, then wait for every answer.
-        let placed: Vec<Result<_, ApiError>> = batch
-            .orders
-            .into_iter()
-            .map(|value| {
-                let request: OrderRequest = serde_json::from_value(value)
-                    .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
-                gw.place(caller.0, &request, mode)
-            })
-            .collect();
-        let mut results = Vec::with_capacity(placed.len());
-        for p in placed {
-            let result = match p {
-                Ok(p) => gw.placed(p).await,
-                Err(e) => Err(e),
-            };
-            results.push(match result {
-                Ok((_, order)) => serde_json::to_value(order).unwrap_or_default(),
-                Err(e) => serde_json::to_value(e.body()).unwrap_or_default(),
-            });
-        }
-        Ok(ApiResponse::json(StatusCode::OK, &serde_json::json!({ "results": results })))
-    };
-    idempotent(&state, caller, &headers, &method, "/v1/orders/batch", &raw, work).await
+    let gw = Arc::clone(&state.gateway);
+    let request = OrderPost { state: &state, caller, method: &method, headers: &headers, path: "/v1/orders/batch" };
+    request
+        .run(query, body, |mode, batch: BatchRequest| async move {
+            if batch.orders.len() > gw.config.max_batch_orders {
+                return Err(ApiError::bad_request(
+                    "too_many_orders",
+                    format!("a batch holds at most {} orders", gw.config.max_batch_orders),
+                ));
+            }
+            // Validate and send in order first, then wait for every answer.
+            let placed: Vec<Result<_, ApiError>> = batch
+                .orders
+                .into_iter()
+                .map(|value| {
+                    let request: OrderRequest = serde_json::from_value(value)
+                        .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
+                    gw.place(caller.0, &request, mode)
+                })
+                .collect();
+            let mut results = Vec::with_capacity(placed.len());
+            for p in placed {
+                let result = match p {
+                    Ok(p) => gw.placed(p).await,
+                    Err(e) => Err(e),
+                };
+                results.push(match result {
+                    Ok((_, order)) => serde_json::to_value(order).unwrap_or_default(),
+                    Err(e) => serde_json::to_value(e.body()).unwrap_or_default(),
+                });
+            }
+            Ok(ApiResponse::json(StatusCode::OK, &serde_json::json!({ "results": results })))
+        })
+        .await
 }
 
 #[derive(Debug, Deserialize)]
@@ -380,7 +408,7 @@ async fn amend_order(
 ) -> ApiResult {
     let gw = &state.gateway;
     let id = Gateway::order_id(&id)?;
-    let (_, amend): (_, AmendRequest) = parse_body(body)?;
+    let amend: AmendRequest = parse_body(body)?;
     let submitted = gw.amend(caller.0, id, amend.price.as_deref(), amend.quantity.as_deref())?;
     let (status, order) = gw.changed(id, submitted).await?;
     Ok(ApiResponse::json(status, &order))

@@ -272,8 +272,8 @@ impl Gateway {
     ) -> Result<PlacedOrder, ApiError> {
         let spec = self.symbol(&request.symbol)?;
         let valid = request.validate(spec)?;
-        if let Some(c) = &valid.client_order_id {
-            if self.orders.client_order_id_in_use(account, c.as_str()) {
+        if let Some(c) = valid.client_order_id {
+            if self.orders.client_order_id_in_use(account, c) {
                 return Err(ApiError::from_reject(tachyon_proto::RejectReason::DuplicateClientOrderId)
                     .expect("duplicate client order id has an API error"));
             }

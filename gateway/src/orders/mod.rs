@@ -14,7 +14,7 @@ use std::sync::Arc;
 use parking_lot::{Mutex, RwLock};
 use tachyon_proto::api::{Liquidity, Order, OrderStatus};
 use tachyon_proto::wire::ShardOutput;
-use tachyon_proto::{AccountId, Command, Event, OrderId, RejectReason, SymbolId};
+use tachyon_proto::{AccountId, ClientOrderId, Command, Event, OrderId, RejectReason, SymbolId};
 use tokio::sync::mpsc;
 
 pub use record::{AccountFillRecord, FillRecord, OrderRecord};
@@ -42,6 +42,8 @@ struct Inner {
     all: HashMap<AccountId, BTreeSet<OrderId>>,
     fills: HashMap<AccountId, VecDeque<AccountFillRecord>>,
     closed: VecDeque<OrderId>,
+    /// Client order ids of open orders, for the duplicate check at the edge.
+    client_ids: HashMap<(AccountId, ClientOrderId), OrderId>,
     /// Last sequence applied per partition.
     applied: HashMap<u32, u64>,
     max_order_id: u64,
@@ -185,13 +187,8 @@ impl OrderStore {
     }
 
     /// `true` if the account has an open order with this client order id.
-    pub fn client_order_id_in_use(&self, account: AccountId, client_order_id: &str) -> bool {
-        let inner = self.inner.read();
-        inner.open.get(&account).is_some_and(|ids| {
-            ids.iter().any(|id| {
-                inner.orders.get(id).and_then(|r| r.client_order_id).is_some_and(|c| c.as_str() == client_order_id)
-            })
-        })
+    pub fn client_order_id_in_use(&self, account: AccountId, client_order_id: ClientOrderId) -> bool {
+        self.inner.read().client_ids.contains_key(&(account, client_order_id))
     }
 
     /// Ids of the account's open orders (optionally on one symbol).
@@ -237,6 +234,9 @@ impl Inner {
                 self.orders.insert(n.order_id, OrderRecord::from_new(n, OrderStatus::New));
                 self.open.entry(n.account).or_default().insert(n.order_id);
                 self.all.entry(n.account).or_default().insert(n.order_id);
+                if let Some(c) = n.client_order_id {
+                    self.client_ids.insert((n.account, c), n.order_id);
+                }
                 touch(n.order_id, changed);
             }
             Event::Rejected(r) => {
@@ -302,7 +302,12 @@ impl Inner {
 
     /// Moves a done order out of its account's open set.
     fn close(&mut self, id: OrderId) {
-        let Some(account) = self.orders.get(&id).map(|r| r.account) else { return };
+        let Some((account, client_id)) = self.orders.get(&id).map(|r| (r.account, r.client_order_id)) else { return };
+        if let Some(c) = client_id {
+            if self.client_ids.get(&(account, c)) == Some(&id) {
+                self.client_ids.remove(&(account, c));
+            }
+        }
         if let Some(open) = self.open.get_mut(&account) {
             open.remove(&id);
             if open.is_empty() {
