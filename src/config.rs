@@ -18,7 +18,7 @@ use tachyon_engine::{EngineConfig, RiskLimits};
 use tachyon_gateway::orders::StoreLimits;
 use tachyon_gateway::{GatewayConfig, IdempotencyConfig, RateLimitConfig};
 use tachyon_proto::symbol::{SymbolDef, DEFAULT_SYMBOLS};
-use tachyon_proto::SymbolSpec;
+use tachyon_proto::{AccountId, SymbolSpec};
 
 /// The whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -64,6 +64,8 @@ pub struct GatewaySettings {
     pub max_closed_orders: usize,
     /// Fills kept in memory per account for `GET /v1/fills`.
     pub max_fills_per_account: usize,
+    /// Accounts whose keys may use `/v1/admin/*` (latency histograms).
+    pub admin_accounts: Vec<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -200,6 +202,7 @@ impl Default for GatewaySettings {
             max_frame_bytes: g.max_frame_bytes,
             max_closed_orders: g.store.max_closed_orders,
             max_fills_per_account: g.store.max_fills_per_account,
+            admin_accounts: vec!["admin".to_owned()],
         }
     }
 }
@@ -308,6 +311,9 @@ impl Config {
     /// # Errors
     /// The first invalid setting, named.
     pub fn validate(&self) -> Result<EngineConfig> {
+        for account in &self.gateway.admin_accounts {
+            AccountId::parse(account).map_err(|e| anyhow::anyhow!("gateway.admin_accounts: {account:?}: {e}"))?;
+        }
         if self.partitions == 0 || self.partitions > 1024 {
             bail!("partitions must be 1-1024, not {}", self.partitions);
         }
@@ -383,6 +389,8 @@ impl Config {
             ws_queue: self.gateway.ws_queue,
             md_buffer: self.gateway.md_buffer,
             max_frame_bytes: self.gateway.max_frame_bytes,
+            // Validated by `validate`, so nothing is dropped here.
+            admin_accounts: self.gateway.admin_accounts.iter().filter_map(|a| AccountId::parse(a).ok()).collect(),
         }
     }
 

@@ -23,6 +23,7 @@ use tachyon_engine::runner::{run_shard, ShardConfig, ShardStatus, SnapshotStore}
 use tachyon_gateway::feed::{spawn_feeds, FeedPosition};
 use tachyon_gateway::metrics::write_metric;
 use tachyon_gateway::{Gateway, KeyRing, Probe, Symbols};
+use tachyon_proto::latency::Latency;
 use tachyon_proto::Topic;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -124,6 +125,7 @@ pub async fn run(
     let stop_shards = Arc::new(AtomicBool::new(false));
     let mut shard_threads: Vec<JoinHandle<()>> = Vec::new();
     let mut statuses = Vec::new();
+    let latency = Arc::new(Latency::default());
     for partition in 0..config.partitions {
         let status = Arc::new(ShardStatus::default());
         let shard_config = ShardConfig {
@@ -135,6 +137,7 @@ pub async fn run(
             snapshot_every_commands: config.snapshots.every_commands,
             snapshot_every: Duration::from_secs(config.snapshots.every_secs),
             batch_max: 1024,
+            latency: Arc::clone(&latency),
         };
         let bus: Arc<dyn Backbone> = bus.clone();
         let (engine_config, stop, st, failed) =
@@ -151,7 +154,7 @@ pub async fn run(
 
     let symbols = Arc::new(Symbols::new(engine_config.symbols.clone(), config.partitions));
     let dyn_bus: Arc<dyn Backbone> = bus.clone();
-    let gateway = Arc::new(Gateway::new(config.gateway(), symbols, keys, Arc::clone(&dyn_bus)));
+    let gateway = Arc::new(Gateway::new(config.gateway(), symbols, keys, Arc::clone(&dyn_bus)).with_latency(latency));
     let stop_feeds = Arc::new(AtomicBool::new(false));
     let (feeds, feed_threads) = spawn_feeds(&gateway, &dyn_bus, &stop_feeds)?;
     let probe = Arc::new(ExchangeProbe { bus: Arc::clone(&bus), shards: statuses.clone(), feeds: feeds.clone() });

@@ -431,3 +431,42 @@ async fn the_openapi_document_is_generated_from_the_code() {
     assert!(doc.body["components"]["securitySchemes"]["api_key"].is_object());
     server.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hop_latency_is_exported_as_histograms_and_dumped_for_admins_only() {
+    let server = Server::start().await;
+    let (alice, admin) = (server.client("alice"), server.client("admin"));
+    alice.limit("BTC-USD", "sell", "30000.00", "0.5").await;
+    alice.limit("BTC-USD", "buy", "30000.00", "0.1").await;
+    let ack = alice
+        .post(
+            "/v1/orders?response=ack",
+            &json!({"symbol": "BTC-USD", "side": "buy", "type": "limit",
+        "price": "29000.00", "quantity": "0.1"}),
+        )
+        .await;
+    assert_eq!(ack.status, StatusCode::ACCEPTED);
+
+    alice.get("/v1/admin/latency").await.expect_error(403, "not_admin");
+    server.public().get("/v1/admin/latency").await.expect_error(401, "unauthorized");
+    let dump = admin.get("/v1/admin/latency").await;
+    assert_eq!(dump.status, StatusCode::OK);
+    assert_eq!(dump.body["unit"], "microseconds");
+    let hops = &dump.body["hops"];
+    assert!(hops["ack"]["count"].as_u64() >= Some(3), "every command is timed to its durable ack: {hops}");
+    assert!(hops["engine_in"]["count"].as_u64() >= Some(2), "{hops}");
+    assert!(hops["engine"]["count"].as_u64() >= Some(2), "{hops}");
+    assert_eq!(hops["reply"]["count"], 2, "the two result-mode orders: {hops}");
+    for hop in ["ack", "engine_in", "engine", "reply", "marketdata"] {
+        assert!(hops[hop]["p99"].is_number() && hops[hop]["hdr"].is_string(), "{hop}: {hops}");
+    }
+
+    let text = reqwest::get(format!("{}/metrics", server.base)).await.expect("metrics").text().await.expect("text");
+    assert!(text.contains("tachyon_hop_latency_seconds_bucket{hop=\"reply\",le=\"+Inf\"} 2"), "{text}");
+
+    // DELETE answers the dump and resets.
+    let reset = admin.delete("/v1/admin/latency").await;
+    assert_eq!(reset.body["hops"]["reply"]["count"], 2);
+    assert_eq!(admin.get("/v1/admin/latency").await.body["hops"]["reply"]["count"], 0);
+    server.stop().await.expect("clean stop");
+}

@@ -10,7 +10,7 @@ use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Extension, Router};
+use axum::{Extension, Json, Router};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tachyon_proto::api::{
@@ -75,6 +75,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/orders/batch", post(place_batch))
         .route("/v1/orders/{order_id}", get(get_order).delete(cancel_order).patch(amend_order))
         .route("/v1/fills", get(fills))
+        .route("/v1/admin/latency", get(admin_latency).delete(admin_latency))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     Router::new()
         .route("/healthz", get(healthz))
@@ -279,6 +280,25 @@ impl OrderPost<'_> {
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
     orders: Vec<serde_json::Value>,
+}
+
+#[utoipa::path(get, path = "/v1/admin/latency", tag = "admin",
+    description = "Server-side latency per hop (HdrHistogram): exact percentiles in microseconds and each histogram in HdrHistogram's compressed base64 form. `DELETE` answers the same and then resets the histograms. Admin keys only (`gateway.admin_accounts`).",
+    responses((status = 200, description = "`{\"unit\", \"since\", \"hops\": {\"ack\"|\"engine_in\"|\"engine\"|\"reply\"|\"marketdata\": {\"count\", \"mean\", \"p50\", \"p90\", \"p99\", \"p999\", \"p9999\", \"max\", \"hdr\"}}}`", body = serde_json::Value), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn admin_latency(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    method: Method,
+) -> Response {
+    if !state.gateway.config.admin_accounts.contains(&caller.0) {
+        return ApiError::new(StatusCode::FORBIDDEN, "not_admin", "this endpoint needs an admin key").into_response();
+    }
+    let dump = state.gateway.latency().dump();
+    if method == Method::DELETE {
+        state.gateway.latency().reset();
+    }
+    Json(dump).into_response()
 }
 
 #[utoipa::path(post, path = "/v1/orders/batch", tag = "orders",
@@ -548,8 +568,9 @@ async fn readyz(State(state): State<AppState>) -> ApiResponse {
 
 #[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text")))]
 async fn metrics(State(state): State<AppState>) -> Response {
-    let mut out = String::with_capacity(4096);
+    let mut out = String::with_capacity(16 * 1024);
     state.gateway.metrics.render(&mut out);
+    state.gateway.latency().render_prometheus(&mut out);
     crate::metrics::write_metric(
         &mut out,
         "tachyon_gateway_pending_replies",
@@ -578,7 +599,7 @@ pub async fn not_found() -> ApiError {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Tachyon API", version = "1", description = "The public API of shared/API.md. Prices and quantities are decimal strings; every error is {\"error\": {\"code\", \"message\"}}. The WebSocket at /v1/ws is described in the README."),
-    paths(place_order, place_batch, list_orders, get_order, cancel_order, amend_order, cancel_all, fills, symbols, book, trades, ticker, candles, healthz, readyz, metrics),
+    paths(place_order, place_batch, list_orders, get_order, cancel_order, amend_order, cancel_all, fills, admin_latency, symbols, book, trades, ticker, candles, healthz, readyz, metrics),
     modifiers(&ApiKeyScheme)
 )]
 #[derive(Debug)]

@@ -18,6 +18,7 @@ use parking_lot::Mutex;
 use tachyon_bus::{Backbone, BusError};
 use tachyon_proto::api::{Order, OrderRequest, OrderStatus};
 use tachyon_proto::command::CancelAllCause;
+use tachyon_proto::latency::{Hop, Latency};
 use tachyon_proto::wire::{encode, CommandEnvelope, ShardOutput};
 use tachyon_proto::{
     AccountId, Amend, Cancel, CancelAll, Command, Event, NewOrder, OrderId, SymbolId, SymbolSpec, Timestamp, Topic,
@@ -52,6 +53,8 @@ pub struct GatewayConfig {
     pub md_buffer: usize,
     /// Largest WebSocket frame accepted.
     pub max_frame_bytes: usize,
+    /// Accounts allowed on `/v1/admin/*`.
+    pub admin_accounts: Vec<AccountId>,
 }
 
 impl Default for GatewayConfig {
@@ -67,6 +70,7 @@ impl Default for GatewayConfig {
             ws_queue: 4096,
             md_buffer: 4096,
             max_frame_bytes: 64 * 1024,
+            admin_accounts: Vec::new(),
         }
     }
 }
@@ -95,6 +99,7 @@ pub struct Gateway {
     next_order_id: AtomicU64,
     pending: Mutex<HashMap<u64, oneshot::Sender<Arc<ShardOutput>>>>,
     ready: AtomicBool,
+    latency: Arc<Latency>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -107,7 +112,7 @@ impl std::fmt::Debug for Gateway {
 #[derive(Debug)]
 pub enum Submitted {
     Ack(oneshot::Receiver<Result<Range<u64>, BusError>>),
-    Result { request_id: u64, reply: oneshot::Receiver<Arc<ShardOutput>> },
+    Result { request_id: u64, stamped: Timestamp, reply: oneshot::Receiver<Arc<ShardOutput>> },
 }
 
 /// What waiting for a command gave.
@@ -143,6 +148,7 @@ impl Gateway {
             next_order_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
+            latency: Arc::default(),
             config,
         }
     }
@@ -195,6 +201,22 @@ impl Gateway {
     /// Called by the market-data feed for every record, in order.
     pub fn on_market_data(&self, output: &ShardOutput) {
         self.market.apply(output);
+        if self.ready.load(Ordering::Relaxed) {
+            self.latency.since(Hop::MarketData, output.command.timestamp());
+        }
+    }
+
+    /// Shares `latency` for the gateway's hop histograms (so that engine shards in the
+    /// same process record into the same set).
+    #[must_use]
+    pub fn with_latency(mut self, latency: Arc<Latency>) -> Self {
+        self.latency = latency;
+        self
+    }
+
+    /// The hop histograms this gateway records into.
+    pub fn latency(&self) -> &Latency {
+        &self.latency
     }
 
     fn produce(&self, command: Command, partition: u32, mode: ResponseMode) -> Result<Submitted, ApiError> {
@@ -202,14 +224,18 @@ impl Gateway {
             return Err(ApiError::unavailable("the exchange is starting up (recovering its journal)"));
         }
         let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let stamped = command.timestamp();
         let envelope = CommandEnvelope { request_id, gateway_id: self.config.gateway_id, command };
         let payload =
             encode(&envelope).map_err(|e| ApiError::unavailable(format!("cannot encode the command: {e}")))?;
         let mut payloads = vec![payload];
+        // Every command's durable acknowledgement is timed; ack mode also answers on it.
+        let latency = Arc::clone(&self.latency);
         let result = match mode {
             ResponseMode::Ack => {
                 let (tx, rx) = oneshot::channel();
                 let ack = Box::new(move |r| {
+                    latency.since(Hop::Ack, stamped);
                     let _ = tx.send(r);
                 });
                 self.bus.produce(Topic::Orders, partition, &mut payloads, Some(ack)).map(|()| Submitted::Ack(rx))
@@ -217,9 +243,12 @@ impl Gateway {
             ResponseMode::Result => {
                 let (tx, rx) = oneshot::channel();
                 self.pending.lock().insert(request_id, tx);
-                self.bus
-                    .produce(Topic::Orders, partition, &mut payloads, None)
-                    .map(|()| Submitted::Result { request_id, reply: rx })
+                let ack = Box::new(move |_| latency.since(Hop::Ack, stamped));
+                self.bus.produce(Topic::Orders, partition, &mut payloads, Some(ack)).map(|()| Submitted::Result {
+                    request_id,
+                    stamped,
+                    reply: rx,
+                })
             }
         };
         result.map_err(|e| {
@@ -239,8 +268,11 @@ impl Gateway {
                 Ok(Err(_)) => Err(ApiError::unavailable("the backbone dropped the command")),
                 Err(_) => Ok(Outcome::TimedOut),
             },
-            Submitted::Result { request_id, reply } => match tokio::time::timeout(timeout, reply).await {
-                Ok(Ok(output)) => Ok(Outcome::Reply(output)),
+            Submitted::Result { request_id, stamped, reply } => match tokio::time::timeout(timeout, reply).await {
+                Ok(Ok(output)) => {
+                    self.latency.since(Hop::Reply, stamped);
+                    Ok(Outcome::Reply(output))
+                }
                 Ok(Err(_)) => Err(ApiError::unavailable("the reply channel closed")),
                 Err(_) => {
                     self.pending.lock().remove(&request_id);

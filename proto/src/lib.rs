@@ -20,6 +20,7 @@ pub mod command;
 pub mod event;
 pub mod fixed;
 pub mod ids;
+pub mod latency;
 pub mod symbol;
 pub mod time;
 pub mod topic;

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tachyon_bus::{last_record, Backbone, BusError, Record};
+use tachyon_proto::latency::{Hop, Latency};
 use tachyon_proto::wire::{decode_command, decode_output, encode, ShardOutput};
 use tachyon_proto::{Event, Topic};
 use thiserror::Error;
@@ -40,6 +41,8 @@ pub struct ShardConfig {
     pub snapshot_every: Duration,
     /// Most input records taken per poll.
     pub batch_max: usize,
+    /// Where the shard records its hops (command taken, processing time).
+    pub latency: Arc<Latency>,
 }
 
 /// What a running shard reports (for `/readyz` and `/metrics`).
@@ -200,7 +203,16 @@ impl Shard {
             }
         };
         self.events.clear();
+        // Replayed commands are history: only live ones say how fast the shard is.
+        let live = self.out_seq >= self.published;
+        let started = live.then(|| {
+            self.config.latency.since(Hop::EngineIn, envelope.command.timestamp());
+            Instant::now()
+        });
         self.engine.process(&envelope.command, &mut self.events);
+        if let Some(started) = started {
+            self.config.latency.record(Hop::Engine, u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX));
+        }
         self.since_snapshot += 1;
         self.status.commands.fetch_add(1, Ordering::Relaxed);
         let mut output = ShardOutput {
