@@ -5,6 +5,7 @@ use std::future::Future;
 use std::sync::Arc;
 
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::{middleware, Router};
 use tokio::net::TcpListener;
 
@@ -35,5 +36,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let app = router(gateway, probe);
+    // Answers and WebSocket frames are small and latency-bound: without TCP_NODELAY,
+    // Nagle's algorithm holds a second small write until the first is acknowledged, and
+    // the client's delayed ACK turns that into 40 ms stalls.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "cannot set TCP_NODELAY");
+        }
+    });
     axum::serve(listener, app).with_graceful_shutdown(shutdown).await
 }

@@ -11,6 +11,7 @@ use anyhow::{Context, Result};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
+use axum::serve::ListenerExt;
 use axum::Router;
 use tachyon_proto::api::SymbolInfo;
 use tachyon_proto::symbol::default_symbols;
@@ -38,6 +39,10 @@ pub fn serve(listen: SocketAddr, threads: usize) -> Result<()> {
     rt.block_on(async {
         let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("binding {listen}"))?;
         eprintln!("baseline axum handler on http://{}", listener.local_addr()?);
+        // As Tachyon's server does.
+        let listener = listener.tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         axum::serve(listener, router()).with_graceful_shutdown(shutdown()).await?;
         Ok(())
     })

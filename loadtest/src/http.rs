@@ -169,11 +169,33 @@ pub fn write_request(out: &mut Vec<u8>, method: &str, path: &str, host: &str, ke
 /// # Errors
 /// Connection or protocol errors.
 pub async fn get(target: &Target, path: &str) -> io::Result<(u16, Vec<u8>)> {
+    call(target, "GET", path, None).await
+}
+
+/// One request without a body on a fresh connection: status and body.
+///
+/// # Errors
+/// Connection or protocol errors.
+pub async fn call(target: &Target, method: &str, path: &str, key: Option<&str>) -> io::Result<(u16, Vec<u8>)> {
     let mut conn = Conn::connect(target.addr).await?;
     let mut req = Vec::new();
-    write_request(&mut req, "GET", path, &target.host, None, None);
+    write_request(&mut req, method, path, &target.host, key, None);
     let head = conn.roundtrip(&req).await?;
     Ok((head.status, conn.body(&head).to_vec()))
+}
+
+/// The server's hop latency histograms (`/v1/admin/latency`, needs an admin key);
+/// `reset` clears them after reading. `None` when the target has no such endpoint.
+pub fn server_hops(url: &str, admin_key: &str, reset: bool) -> Option<serde_json::Value> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().ok()?;
+    rt.block_on(async {
+        let target = Target::resolve(url).await.ok()?;
+        let method = if reset { "DELETE" } else { "GET" };
+        match call(&target, method, "/v1/admin/latency", Some(admin_key)).await {
+            Ok((200, body)) => serde_json::from_slice(&body).ok(),
+            _ => None,
+        }
+    })
 }
 
 #[cfg(test)]

@@ -14,17 +14,30 @@ use tachyon_proto::AccountId;
 /// # Errors
 /// No readable secret in `data_dir`.
 pub fn mint(data_dir: &Path, accounts: usize) -> Result<Vec<String>> {
-    let path = data_dir.join(SECRET_FILE);
-    let secret = fs::read(&path).with_context(|| {
-        format!("reading {} (start the server on this data dir once first, or give --keys-file)", path.display())
-    })?;
-    let ring = KeyRing::from_secret(&secret).with_context(|| format!("{}", path.display()))?;
+    let ring = ring(data_dir)?;
     (1..=accounts)
         .map(|i| {
             let account = AccountId::parse(&format!("lt-{i:04}"))?;
             Ok(ring.mint(account).expose().to_owned())
         })
         .collect()
+}
+
+/// The key of one named account, minted with the secret in `data_dir`.
+///
+/// # Errors
+/// No readable secret, or an invalid account name.
+pub fn mint_for(data_dir: &Path, account: &str) -> Result<String> {
+    let account = AccountId::parse(account)?;
+    Ok(ring(data_dir)?.mint(account).expose().to_owned())
+}
+
+fn ring(data_dir: &Path) -> Result<KeyRing> {
+    let path = data_dir.join(SECRET_FILE);
+    let secret = fs::read(&path).with_context(|| {
+        format!("reading {} (start the server on this data dir once first, or give --keys-file)", path.display())
+    })?;
+    KeyRing::from_secret(&secret).with_context(|| format!("{}", path.display()))
 }
 
 /// Keys read from a file, one per line (blank lines and `#` comments skipped), at most

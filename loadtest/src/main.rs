@@ -20,7 +20,7 @@ use tachyon_loadtest::flow::Mix;
 use tachyon_loadtest::report::{self, Judgement, Summary};
 use tachyon_loadtest::run::{self, ResponseMode, RunConfig, Transport};
 use tachyon_loadtest::schedule::Schedule;
-use tachyon_loadtest::{baseline, keys, plan, subscribers, sweep};
+use tachyon_loadtest::{baseline, http, keys, plan, subscribers, sweep};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -248,8 +248,13 @@ fn real_main() -> Result<i32> {
             };
             let (config, judge) = run_config(&args.load, &schedule)?;
             let keys = load_keys(&args.load, schedule.peak_rate())?;
+            let admin = admin_key(&args.load);
+            if let Some(admin) = &admin {
+                http::server_hops(&config.target, admin, true);
+            }
             let output = run::run(&config, &keys, args.load.server_pid)?;
-            let summary = Summary::new(&config, &output, &judge);
+            let mut summary = Summary::new(&config, &output, &judge);
+            summary.server_hops = admin.and_then(|admin| http::server_hops(&config.target, &admin, false));
             report::write_run(&args.out, &summary, &output)?;
             print_out(&summary.table());
             print_out(&format!("results in {}", args.out.display()));
@@ -369,6 +374,12 @@ fn run_config(load: &LoadArgs, schedule: &Schedule) -> Result<(RunConfig, Judgem
         ..Judgement::default()
     };
     Ok((config, judge))
+}
+
+/// The `admin` account's key, minted from the data dir (for the server's hop histograms).
+fn admin_key(load: &LoadArgs) -> Option<String> {
+    let dir = load.data_dir.as_deref().unwrap_or(Path::new("data"));
+    keys::mint_for(dir, "admin").ok()
 }
 
 fn load_keys(load: &LoadArgs, peak_orders_per_sec: f64) -> Result<Vec<String>> {

@@ -79,6 +79,9 @@ pub struct Summary {
     pub seed: u64,
     pub client_cpu: Option<CpuUsage>,
     pub server_cpu: Option<CpuUsage>,
+    /// The server's own latency per hop over the run (warm-up included), from
+    /// `/v1/admin/latency`, when an admin key was at hand.
+    pub server_hops: Option<serde_json::Value>,
     pub slo_p99_ms: Option<f64>,
     pub max_error_rate: f64,
     /// p99 within the SLO (if any) and errors within the budget.
@@ -154,6 +157,7 @@ impl Summary {
             seed: config.seed,
             client_cpu,
             server_cpu,
+            server_hops: None,
             slo_p99_ms: judge.slo_p99_ms,
             max_error_rate: judge.max_error_rate,
             slo_met,
@@ -231,6 +235,21 @@ impl Summary {
         let _ = writeln!(s, "client CPU: {}", cpu(&self.client_cpu));
         if self.server_cpu.is_some() {
             let _ = writeln!(s, "server CPU: {}", cpu(&self.server_cpu));
+        }
+        if let Some(hops) = self.server_hops.as_ref().and_then(|h| h["hops"].as_object()) {
+            let _ = writeln!(s, "server hops (µs, from the gateway's stamp):");
+            for (name, h) in hops {
+                let f = |k: &str| h[k].as_f64().unwrap_or(0.0);
+                let _ = writeln!(
+                    s,
+                    "  {name:<12} count {:>9}  p50 {:>9.1}  p99 {:>9.1}  p99.9 {:>9.1}  max {:>9.1}",
+                    h["count"].as_u64().unwrap_or(0),
+                    f("p50"),
+                    f("p99"),
+                    f("p999"),
+                    f("max")
+                );
+            }
         }
         let verdict = match (self.valid, self.slo_met) {
             (false, _) => format!("INVALID RUN: {}", self.invalid_reasons.join("; ")),

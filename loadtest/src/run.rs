@@ -839,7 +839,9 @@ async fn drive_ws(worker: &Rc<Worker>) -> Result<()> {
     for key in &worker.keys {
         let mut request = format!("{}/v1/ws", worker.shared.target.ws_base).into_client_request()?;
         request.headers_mut().insert("X-API-Key", key.parse()?);
-        let (ws, _) = tokio_tungstenite::connect_async(request).await.context("opening an order-entry WebSocket")?;
+        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
+            .await
+            .context("opening an order-entry WebSocket")?;
         let (mut sink, mut stream) = ws.split();
         let (tx, mut rx) = tmpsc::unbounded_channel::<String>();
         // Writer: everything queued goes out in one flush.

@@ -211,8 +211,11 @@ async fn subscriber(ws_base: String, config: SubscriberConfig, book: Arc<SpreadB
         connected: false,
     };
     let url = format!("{ws_base}/v1/ws");
-    let Ok(Ok((mut ws, _))) =
-        tokio::time::timeout_at(deadline.into(), tokio_tungstenite::connect_async(url.as_str())).await
+    let Ok(Ok((mut ws, _))) = tokio::time::timeout_at(
+        deadline.into(),
+        tokio_tungstenite::connect_async_with_config(url.as_str(), None, true),
+    )
+    .await
     else {
         *tally.errors.entry("connect_error".to_owned()).or_insert(0) += 1;
         return tally;

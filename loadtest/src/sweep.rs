@@ -168,13 +168,16 @@ pub fn sweep(
 
 /// The throughput-vs-latency curve: p50, p99 and p99.9 against achieved orders/s.
 pub fn chart(report: &SweepReport) -> String {
+    // The step that broke the SLO can be orders of magnitude worse; cap the axis at 4×
+    // the SLO so the curve below the knee stays readable (capped points sit on the top).
+    let cap = report.slo_p99_ms * 4.0;
     let series = |name: &str, f: fn(&StepResult) -> f64| Series {
         name: name.to_owned(),
-        points: report.steps.iter().map(|s| (s.achieved_orders_per_sec, f(s))).collect(),
+        points: report.steps.iter().map(|s| (s.achieved_orders_per_sec, f(s).min(cap))).collect(),
     };
     let lines = [series("p50", |s| s.p50_ms), series("p99", |s| s.p99_ms), series("p99.9", |s| s.p999_ms)];
     let title = format!(
-        "{:?}: latency vs throughput (knee {} orders/s at p99 ≤ {} ms)",
+        "{:?}: latency vs throughput (knee {} orders/s at p99 ≤ {} ms; axis capped at 4× SLO)",
         report.transport,
         report.knee_orders_per_sec.map_or("none".to_owned(), |k| format!("{k:.0}")),
         report.slo_p99_ms
