@@ -26,26 +26,9 @@ pub fn summary(h: &Histogram<u64>) -> String {
         .join("  ")
 }
 
-/// The percentile distribution in HdrHistogram's `.hgrm` text format (values in µs, as
-/// the HdrHistogram plotter expects).
-pub fn hgrm(h: &Histogram<u64>) -> String {
-    let mut out = String::from("       Value     Percentile TotalCount 1/(1-Percentile)\n\n");
-    let mut total = 0u64;
-    for v in h.iter_quantiles(5) {
-        total += v.count_since_last_iteration();
-        let q = v.quantile_iterated_to();
-        let inv = if q < 1.0 { format!("{:12.2}", 1.0 / (1.0 - q)) } else { "         inf".to_owned() };
-        out.push_str(&format!("{:12.3} {:14.12} {:10} {inv}\n", v.value_iterated_to() as f64 / 1000.0, q, total));
-    }
-    out.push_str(&format!(
-        "#[Mean    = {:12.3}, StdDeviation   = {:12.3}]\n#[Max     = {:12.3}, Total count    = {:12}]\n",
-        h.mean() / 1000.0,
-        h.stdev() / 1000.0,
-        h.max() as f64 / 1000.0,
-        h.len()
-    ));
-    out
-}
+/// The percentile distribution in HdrHistogram's `.hgrm` text format (nanoseconds shown
+/// in µs), shared with the load tester.
+pub use tachyon_proto::latency::hgrm;
 
 /// Median of a non-empty list of throughputs.
 pub fn median(mut values: Vec<f64>) -> f64 {

@@ -11,7 +11,6 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result};
 use hdrhistogram::serialization::interval_log::{IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
-use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::cpu::CpuUsage;
@@ -282,29 +281,9 @@ impl Summary {
     }
 }
 
-/// Writes HdrHistogram's percentile distribution format, values in milliseconds.
-pub fn hgrm(h: &Histogram<u64>) -> String {
-    let mut s = String::new();
-    let _ = writeln!(s, "{:>12} {:>14} {:>10} {:>14}\n", "Value", "Percentile", "TotalCount", "1/(1-Percentile)");
-    if h.is_empty() {
-        return s;
-    }
-    let mut total = 0;
-    for v in h.iter_quantiles(5) {
-        let q = v.quantile_iterated_to();
-        let value = v.value_iterated_to() as f64 / 1000.0;
-        total += v.count_since_last_iteration();
-        if q < 1.0 {
-            let _ = writeln!(s, "{value:>12.3} {q:>14.12} {total:>10} {:>14.2}", 1.0 / (1.0 - q));
-        } else {
-            let _ = writeln!(s, "{value:>12.3} {q:>14.12} {total:>10}");
-        }
-    }
-    let _ = writeln!(s, "#[Mean    = {:>12.3}, StdDeviation   = {:>12.3}]", h.mean() / 1000.0, h.stdev() / 1000.0);
-    let _ = writeln!(s, "#[Max     = {:>12.3}, Total count    = {:>12}]", h.max() as f64 / 1000.0, h.len());
-    let _ = writeln!(s, "#[Buckets = {:>12}, SubBuckets     = {:>12}]", h.buckets(), h.distinct_values());
-    s
-}
+/// HdrHistogram's percentile distribution format; the run's microseconds are shown in
+/// milliseconds.
+pub use tachyon_proto::latency::hgrm;
 
 /// Writes all of a run's files into `dir`.
 ///
