@@ -86,3 +86,37 @@ async fn websocket_and_batch_order_entry_complete_their_schedules() {
     assert_eq!(out.total.orders, out.total.requests * 10);
     server.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn subscribers_receive_the_book_and_trades_and_measure_delivery() {
+    let server = Server::start().await;
+    let config = tachyon_loadtest::subscribers::SubscriberConfig {
+        target: server.base.clone(),
+        subscribers: 3,
+        channels: vec!["book".into(), "trades".into()],
+        symbols: vec!["BTC-USD".into()],
+        duration: Duration::from_millis(2500),
+        threads: 1,
+    };
+    let out = tempfile::tempdir().expect("tempdir");
+    let dir = out.path().to_path_buf();
+    let listening = tokio::task::spawn_blocking(move || tachyon_loadtest::subscribers::run(&config, &dir));
+    // Give the subscribers time to connect, then trade five times.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (alice, bob) = (server.client("alice"), server.client("bob"));
+    for _ in 0..5 {
+        alice.limit("BTC-USD", "sell", "30000.00", "0.1").await;
+        bob.limit("BTC-USD", "buy", "30000.00", "0.1").await;
+    }
+    let report = listening.await.expect("joins").expect("runs");
+    assert_eq!(report.connected, 3);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    // Every subscriber saw the five trades (and their book updates).
+    assert_eq!(report.trade_delay_ms.count, 15, "{report:?}");
+    assert!(report.messages >= 3 * (1 + 5 + 10), "a snapshot, five trades, ten book updates each: {report:?}");
+    assert_eq!(report.book_resyncs, 0);
+    for file in ["subscribers.json", "trade_delay.hgrm", "fanout_spread.hgrm", "report.html"] {
+        assert!(out.path().join(file).exists(), "{file}");
+    }
+    server.stop().await.expect("clean stop");
+}

@@ -161,16 +161,6 @@ impl Action {
             Self::Place { account, .. } | Self::Cancel { account, .. } | Self::Amend { account, .. } => *account,
         }
     }
-
-    /// A short name for reports.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Self::Place { aggressive: false, .. } => "passive",
-            Self::Place { aggressive: true, .. } => "aggressive",
-            Self::Cancel { .. } => "cancel",
-            Self::Amend { .. } => "amend",
-        }
-    }
 }
 
 /// Resting orders remembered per account (the oldest are forgotten beyond this).
@@ -203,11 +193,6 @@ impl Flow {
             accounts: (0..accounts.max(1)).map(|_| Resting::default()).collect(),
             max_extra_lots: 9,
         }
-    }
-
-    /// The market this flow trades.
-    pub fn market(&self) -> &Market {
-        &self.market
     }
 
     /// The next request.
@@ -300,6 +285,15 @@ pub fn lots_of(inst: &Instrument, quantity: &str) -> u64 {
 mod tests {
     use super::*;
 
+    fn kind(a: &Action) -> &'static str {
+        match a {
+            Action::Place { aggressive: false, .. } => "passive",
+            Action::Place { aggressive: true, .. } => "aggressive",
+            Action::Cancel { .. } => "cancel",
+            Action::Amend { .. } => "amend",
+        }
+    }
+
     fn market() -> Arc<Market> {
         let inst = |name: &str, tick: &str, lot: &str| Instrument {
             name: name.into(),
@@ -345,7 +339,7 @@ mod tests {
         let (mut kinds, mut symbols) = (std::collections::HashMap::new(), [0u32; 3]);
         for i in 0..20_000 {
             let a = f.next_action();
-            *kinds.entry(a.kind()).or_insert(0u32) += 1;
+            *kinds.entry(kind(&a)).or_insert(0u32) += 1;
             if let Action::Place { account, symbol, aggressive, body, .. } = &a {
                 symbols[*symbol] += 1;
                 assert!(body.starts_with(r#"{"symbol":""#) && body.ends_with('}'), "{body}");

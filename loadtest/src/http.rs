@@ -146,8 +146,16 @@ fn parse(bytes: &[u8]) -> io::Result<Option<Head>> {
     Ok(Some(Head { status, body_start, body_len, close }))
 }
 
-/// Serialises a request into `out` (cleared first).
-pub fn write_request(out: &mut Vec<u8>, method: &str, path: &str, host: &str, key: Option<&str>, body: Option<&[u8]>) {
+/// Serialises a request into `out` (cleared first). `path` is written as it displays, so
+/// callers can pass `format_args!` without allocating.
+pub fn write_request(
+    out: &mut Vec<u8>,
+    method: &str,
+    path: impl std::fmt::Display,
+    host: &str,
+    key: Option<&str>,
+    body: Option<&[u8]>,
+) {
     use std::io::Write as _;
     out.clear();
     // Writing into a Vec cannot fail.

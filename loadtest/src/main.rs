@@ -163,8 +163,6 @@ struct SweepArgs {
 
 #[derive(Args, Debug)]
 struct SubscriberArgs {
-    #[arg(long, default_value = "http://127.0.0.1:8080")]
-    target: String,
     #[arg(long, default_value_t = 100)]
     subscribers: usize,
     /// Channels each subscriber joins: book, trades, ticker.
@@ -176,7 +174,8 @@ struct SubscriberArgs {
     #[arg(long, default_value_t = 30.0)]
     duration: f64,
     /// Also drive this many orders/s (REST, ack) so there is market data to fan out
-    /// (needs --data-dir or --keys-file; 0 = only listen).
+    /// (needs --data-dir or --keys-file; 0 = only listen). `--target`, keys and the flow
+    /// settings are the common ones.
     #[arg(long, default_value_t = 0.0)]
     rate: f64,
     #[command(flatten)]
@@ -283,7 +282,7 @@ fn real_main() -> Result<i32> {
         }
         Command::Subscribers(args) => {
             let config = subscribers::SubscriberConfig {
-                target: args.target.clone(),
+                target: args.load.target.clone(),
                 subscribers: args.subscribers,
                 channels: args.channels.clone(),
                 symbols: args.md_symbols.clone(),
@@ -293,7 +292,7 @@ fn real_main() -> Result<i32> {
             // Optional order flow so that there is something to fan out.
             let driver = if args.rate > 0.0 {
                 let schedule = Schedule::constant(args.rate, args.duration)?;
-                let load = LoadArgs { target: args.target.clone(), warmup: 0.0, no_e2e: true, ..args.load.clone() };
+                let load = LoadArgs { warmup: 0.0, no_e2e: true, ..args.load.clone() };
                 let (mut run_config, _) = run_config(&load, &schedule)?;
                 run_config.progress = false;
                 run_config.response = ResponseMode::Ack;
@@ -391,5 +390,22 @@ fn load_keys(load: &LoadArgs, peak_orders_per_sec: f64) -> Result<Vec<String>> {
             let default = Path::new("data");
             keys::mint(default, wanted).context("no --data-dir or --keys-file; tried ./data")
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_cli_is_well_formed() {
+        // Duplicate argument names across flattened groups only panic at run time.
+        Cli::command().debug_assert();
+        let cli =
+            Cli::try_parse_from(["tachyon-loadtest", "subscribers", "--target", "http://127.0.0.1:1", "--rate", "5"])
+                .expect("parses");
+        let Command::Subscribers(args) = cli.command else { panic!("subscribers") };
+        assert_eq!(args.load.target, "http://127.0.0.1:1");
     }
 }

@@ -10,6 +10,7 @@
 
 use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
+use std::fmt::Write as _;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
@@ -90,11 +91,13 @@ pub struct RunOutput {
     /// Wall time from the start of measurement to the last measured send (or the
     /// schedule's end if later).
     pub window: Duration,
-    /// Generator CPU time over the measured window.
+    /// Generator CPU time from the start of measurement until every thread finished.
     pub client_cpu: Option<Duration>,
-    /// Server CPU time over the measured window (with a server pid).
+    /// Server CPU time over the same span (with a server pid).
     pub server_cpu: Option<Duration>,
-    /// Connections open at the end (REST/batch) or sockets (WS).
+    /// The wall time those CPU times were taken over.
+    pub cpu_wall: Duration,
+    /// Connections opened: the HTTP pool's peak size (REST/batch) or the sockets (WS).
     pub connections: usize,
     /// Accounts used.
     pub accounts: usize,
@@ -181,11 +184,29 @@ pub fn run(config: &RunConfig, keys: &[String], server_pid: Option<u32>) -> Resu
     for h in handles {
         h.join().map_err(|_| anyhow::anyhow!("a generator thread panicked"))??;
     }
-    let (total, intervals, window, client_cpu, server_cpu) = collected;
-    Ok(RunOutput { total, intervals, window, client_cpu, server_cpu, connections, accounts: keys.len(), end_to_end })
+    let Collected { total, intervals, window, client_cpu, server_cpu, cpu_wall } = collected;
+    Ok(RunOutput {
+        total,
+        intervals,
+        window,
+        client_cpu,
+        server_cpu,
+        cpu_wall,
+        connections,
+        accounts: keys.len(),
+        end_to_end,
+    })
 }
 
-type Collected = (Sample, Vec<(Duration, Sample)>, Duration, Option<Duration>, Option<Duration>);
+/// What the collector gathered (the parts of [`RunOutput`] it measures).
+struct Collected {
+    total: Sample,
+    intervals: Vec<(Duration, Sample)>,
+    window: Duration,
+    client_cpu: Option<Duration>,
+    server_cpu: Option<Duration>,
+    cpu_wall: Duration,
+}
 
 /// Gathers the threads' samples once a second, prints progress, measures CPU over the
 /// measured window.
@@ -194,52 +215,55 @@ fn collect(shared: &Shared, rx: &mpsc::Receiver<Sample>, server_pid: Option<u32>
     let mut intervals = Vec::new();
     let mut interval = Sample::default();
     let mut tick = shared.measure_from + Duration::from_secs(1);
-    let mut measuring = false;
-    let (mut client_before, mut server_before) = (None, None);
+    // When measurement started, and the CPU times then.
+    let mut opened: Option<(Instant, Option<Duration>, Option<Duration>)> = None;
     let target_rps = shared.config.schedule.mean_rate();
     loop {
         let now = Instant::now();
-        if !measuring && now >= shared.measure_from {
-            measuring = true;
-            client_before = crate::cpu::cpu_time(None);
-            server_before = server_pid.and_then(|p| crate::cpu::cpu_time(Some(p)));
+        if opened.is_none() && now >= shared.measure_from {
+            opened = Some((now, crate::cpu::cpu_time(None), server_pid.and_then(|p| crate::cpu::cpu_time(Some(p)))));
         }
-        let wait = tick.saturating_duration_since(now);
-        match rx.recv_timeout(wait) {
+        // Wake exactly when the window opens, then once a second.
+        let deadline = if opened.is_some() { tick } else { shared.measure_from };
+        match rx.recv_timeout(deadline.saturating_duration_since(now)) {
             Ok(sample) => interval.merge(&sample),
-            Err(mpsc::RecvTimeoutError::Timeout) => {
-                if Instant::now() >= shared.measure_from {
-                    let offset = tick.saturating_duration_since(shared.measure_from) - Duration::from_secs(1);
-                    if shared.config.progress {
-                        progress_line(offset + Duration::from_secs(1), &interval, &total, target_rps, shared);
-                    }
-                    total.merge(&interval);
-                    intervals.push((offset, std::mem::take(&mut interval)));
-                } else if shared.config.progress {
-                    eprintln!("warming up ({:.0} s)…", shared.config.warmup_secs);
+            Err(mpsc::RecvTimeoutError::Timeout) if opened.is_some() => {
+                total.merge(&interval);
+                let offset = tick - shared.measure_from - Duration::from_secs(1);
+                if shared.config.progress {
+                    progress_line(offset + Duration::from_secs(1), &interval, &total, target_rps, shared);
                 }
+                intervals.push((offset, std::mem::take(&mut interval)));
                 tick += Duration::from_secs(1);
             }
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
     }
-    let offset = tick.saturating_duration_since(shared.measure_from).saturating_sub(Duration::from_secs(1));
     if interval.requests > 0 {
         total.merge(&interval);
-        intervals.push((offset, interval));
+        intervals.push((tick.saturating_duration_since(shared.measure_from + Duration::from_secs(1)), interval));
     }
+    let (opened_at, client_before, server_before) = opened.unwrap_or((Instant::now(), None, None));
     let client_cpu = client_before.and_then(|b| Some(crate::cpu::cpu_time(None)?.saturating_sub(b)));
     let server_cpu = server_before.and_then(|b| Some(crate::cpu::cpu_time(server_pid)?.saturating_sub(b)));
     let scheduled_end = shared.measure_from + shared.config.schedule.duration();
     let last = total.last_send.map_or(scheduled_end, |l| l.max(scheduled_end));
-    (total, intervals, last.saturating_duration_since(shared.measure_from), client_cpu, server_cpu)
+    Collected {
+        total,
+        intervals,
+        window: last.saturating_duration_since(shared.measure_from),
+        client_cpu,
+        server_cpu,
+        cpu_wall: opened_at.elapsed(),
+    }
 }
 
 fn progress_line(at: Duration, interval: &Sample, total: &Sample, target_rps: f64, shared: &Shared) {
     let p = |h: &hdrhistogram::Histogram<u64>, q: f64| h.value_at_quantile(q) as f64 / 1000.0;
     eprintln!(
         "[{:>4.0}s] {:>8} req/s (target {:.0})  errors {:<6} | p50 {:>7.2} p99 {:>7.2} p99.9 {:>7.2} max {:>8.2} ms | \
-         all p99 {:>7.2} ms | send lag p99 {:.2} ms | conns {}",
+         p99 so far {:>7.2} ms | send lag p99 {:.2} ms | conns {}",
         at.as_secs_f64(),
         interval.requests,
         target_rps,
@@ -248,7 +272,7 @@ fn progress_line(at: Duration, interval: &Sample, total: &Sample, target_rps: f6
         p(&interval.latency, 0.99),
         p(&interval.latency, 0.999),
         interval.latency.max() as f64 / 1000.0,
-        p(&total.latency, 0.99).max(p(&interval.latency, 0.99)),
+        p(&total.latency, 0.99),
         p(&interval.send_lag, 0.99),
         shared.conns.load(Ordering::Relaxed),
     );
@@ -369,7 +393,7 @@ impl Worker {
                     );
                 }
             }
-            "rejected" => self.sample.borrow_mut().outcome("rejected"),
+            "rejected" => self.outcome(intended, "rejected"),
             _ => {}
         }
         if !self.measured(intended) {
@@ -387,12 +411,26 @@ impl Worker {
         }
     }
 
+    /// Records the answer (now) to a measured request sent at `sent`.
+    fn answered(&self, intended: Instant, sent: Instant, orders: u64) {
+        if self.measured(intended) {
+            self.sample.borrow_mut().answered(intended, sent, Instant::now(), orders);
+        }
+    }
+
+    /// Counts a non-success outcome of a measured request (warm-up ones are not counted).
+    fn outcome(&self, intended: Instant, code: &str) {
+        if self.measured(intended) {
+            self.sample.borrow_mut().outcome(code);
+        }
+    }
+
     /// Handles an answer body (REST or batch): counts outcomes, remembers resting orders.
     fn answer(&self, status: u16, body: &[u8], placed: &[Placed], intended: Instant) {
         if status >= 400 {
             let code =
                 serde_json::from_slice::<ErrorBody<'_>>(body).map_or(Cow::Borrowed("bad_error_body"), |e| e.error.code);
-            self.sample.borrow_mut().outcome(&code);
+            self.outcome(intended, &code);
             return;
         }
         match self.shared.config.transport {
@@ -401,11 +439,11 @@ impl Worker {
                     for (item, p) in answer.results.iter().zip(placed) {
                         match item {
                             BatchItem::Order(order) => self.placed(p, order, intended),
-                            BatchItem::Error(e) => self.sample.borrow_mut().outcome(&e.error.code),
+                            BatchItem::Error(e) => self.outcome(intended, &e.error.code),
                         }
                     }
                 }
-                Err(_) => self.sample.borrow_mut().outcome("bad_answer"),
+                Err(_) => self.outcome(intended, "bad_answer"),
             },
             _ => {
                 let Some(p) = placed.first() else { return };
@@ -413,11 +451,11 @@ impl Worker {
                     Ok(order) => {
                         if status == 202 && self.shared.config.response == ResponseMode::Result {
                             // The engine did not answer within the gateway's reply timeout.
-                            self.sample.borrow_mut().outcome("reply_timeout");
+                            self.outcome(intended, "reply_timeout");
                         }
                         self.placed(p, &order, intended);
                     }
-                    Err(_) => self.sample.borrow_mut().outcome("bad_answer"),
+                    Err(_) => self.outcome(intended, "bad_answer"),
                 }
             }
         }
@@ -740,41 +778,28 @@ async fn http_connection(worker: Rc<Worker>, pool: Rc<Pool>, first: Option<(Inst
         }
         let sent = Instant::now();
         worker.sent(intended, late, sent);
-        let measured = worker.measured(intended);
         let Some(c) = conn.as_mut() else {
-            if measured {
-                let mut s = worker.sample.borrow_mut();
-                s.answered(intended, sent, Instant::now(), orders);
-                s.outcome("connect_error");
-            }
+            worker.answered(intended, sent, orders);
+            worker.outcome(intended, "connect_error");
             // Do not spin through the schedule against a dead server.
             tokio::time::sleep(Duration::from_millis(10)).await;
             continue;
         };
         let result = tokio::time::timeout(config.timeout, c.roundtrip(&request)).await;
-        let done = Instant::now();
-        if measured {
-            worker.sample.borrow_mut().answered(intended, sent, done, orders);
-        }
+        worker.answered(intended, sent, orders);
         match result {
             Ok(Ok(head)) => {
-                if measured || head.status < 400 {
-                    worker.answer(head.status, c.body(&head), &placed, intended);
-                }
+                worker.answer(head.status, c.body(&head), &placed, intended);
                 if c.is_closed() {
                     conn = None;
                 }
             }
             Ok(Err(_)) => {
-                if measured {
-                    worker.sample.borrow_mut().outcome("io_error");
-                }
+                worker.outcome(intended, "io_error");
                 conn = None;
             }
             Err(_) => {
-                if measured {
-                    worker.sample.borrow_mut().outcome("timeout");
-                }
+                worker.outcome(intended, "timeout");
                 conn = None;
             }
         }
@@ -801,8 +826,8 @@ fn build_http(worker: &Worker, request: &mut Vec<u8>, body: &mut String, placed:
             }
         }
         body.push_str("]}");
-        let path = format!("/v1/orders/batch{}", worker.shared.query);
-        http::write_request(request, "POST", &path, host, Some(&worker.keys[account]), Some(body.as_bytes()));
+        let path = format_args!("/v1/orders/batch{}", worker.shared.query);
+        http::write_request(request, "POST", path, host, Some(&worker.keys[account]), Some(body.as_bytes()));
         return config.batch_size as u64;
     }
     let action = flow.next_action();
@@ -811,14 +836,15 @@ fn build_http(worker: &Worker, request: &mut Vec<u8>, body: &mut String, placed:
     match action {
         Action::Place { symbol, lots, body, .. } => {
             placed.push(Placed { account, symbol, lots });
-            let path = if worker.shared.query.is_empty() { "/v1/orders" } else { "/v1/orders?response=ack" };
+            let path = format_args!("/v1/orders{}", worker.shared.query);
             http::write_request(request, "POST", path, host, key, Some(body.as_bytes()));
         }
         Action::Cancel { order_id, .. } => {
-            http::write_request(request, "DELETE", &format!("/v1/orders/{order_id}"), host, key, None);
+            http::write_request(request, "DELETE", format_args!("/v1/orders/{order_id}"), host, key, None);
         }
         Action::Amend { order_id, body, .. } => {
-            http::write_request(request, "PATCH", &format!("/v1/orders/{order_id}"), host, key, Some(body.as_bytes()));
+            let path = format_args!("/v1/orders/{order_id}");
+            http::write_request(request, "PATCH", path, host, key, Some(body.as_bytes()));
         }
     }
     1
@@ -875,7 +901,6 @@ async fn drive_ws(worker: &Rc<Worker>) -> Result<()> {
     }
     let pacer = Pacer::new().context("creating the pacing timer")?;
     let mut id: u64 = 0;
-    let mut frame = String::with_capacity(256);
     let mut woke = Instant::now();
     while let Some(intended) = worker.take() {
         if intended > Instant::now() {
@@ -883,30 +908,27 @@ async fn drive_ws(worker: &Rc<Worker>) -> Result<()> {
             woke = Instant::now();
         }
         // Frames are queued, never refused: a ticket is never late for want of a socket.
-        worker.sent(intended, false, Instant::now());
+        let sent = Instant::now();
+        worker.sent(intended, false, sent);
         id += 1;
         let action = worker.flow.borrow_mut().next_action();
         let account = action.account();
-        frame.clear();
+        let mut frame = String::with_capacity(256);
         let placed = match action {
             Action::Place { symbol, lots, body, .. } => {
-                frame.push_str(&format!(r#"{{"op":"order.new","request_id":"{id}","#));
-                frame.push_str(&body[1..]);
+                let _ = write!(frame, r#"{{"op":"order.new","request_id":"{id}",{}"#, &body[1..]);
                 Some(Placed { account, symbol, lots })
             }
             Action::Cancel { order_id, .. } | Action::Amend { order_id, .. } => {
-                frame.push_str(&format!(r#"{{"op":"order.cancel","request_id":"{id}","order_id":"{order_id}"}}"#));
+                let _ = write!(frame, r#"{{"op":"order.cancel","request_id":"{id}","order_id":"{order_id}"}}"#);
                 None
             }
         };
-        in_flight.borrow_mut().insert(id, InFlight { intended, sent: Instant::now(), placed });
-        if links[account].send(frame.clone()).is_err() {
+        in_flight.borrow_mut().insert(id, InFlight { intended, sent, placed });
+        if links[account].send(frame).is_err() {
             in_flight.borrow_mut().remove(&id);
-            if worker.measured(intended) {
-                let mut s = worker.sample.borrow_mut();
-                s.requests += 1;
-                s.outcome("connection_closed");
-            }
+            worker.answered(intended, sent, 1);
+            worker.outcome(intended, "connection_closed");
         }
     }
     // Wait for the last answers, up to the timeout.
@@ -915,10 +937,9 @@ async fn drive_ws(worker: &Rc<Worker>) -> Result<()> {
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let lost: Vec<InFlight> = in_flight.borrow_mut().drain().map(|(_, f)| f).collect();
-    for f in lost.into_iter().filter(|f| worker.measured(f.intended)) {
-        let mut s = worker.sample.borrow_mut();
-        s.answered(f.intended, f.sent, Instant::now(), 1);
-        s.outcome("timeout");
+    for f in lost {
+        worker.answered(f.intended, f.sent, 1);
+        worker.outcome(f.intended, "timeout");
     }
     drop(links);
     readers.abort_all();
@@ -937,7 +958,6 @@ fn ws_answer(worker: &Worker, in_flight: &RefCell<FxHashMap<u64, InFlight>>, tex
         #[serde(borrow)]
         error: Option<ErrorView<'a>>,
     }
-    let done = Instant::now();
     let Ok(msg) = serde_json::from_slice::<WsMsg<'_>>(text) else {
         worker.sample.borrow_mut().outcome("bad_answer");
         return;
@@ -950,14 +970,9 @@ fn ws_answer(worker: &Worker, in_flight: &RefCell<FxHashMap<u64, InFlight>>, tex
         return;
     };
     let Some(flight) = in_flight.borrow_mut().remove(&id) else { return };
-    if !worker.measured(flight.intended) && msg.error.is_some() {
-        return;
-    }
-    if worker.measured(flight.intended) {
-        worker.sample.borrow_mut().answered(flight.intended, flight.sent, done, 1);
-    }
+    worker.answered(flight.intended, flight.sent, 1);
     if let Some(e) = msg.error {
-        worker.sample.borrow_mut().outcome(&e.code);
+        worker.outcome(flight.intended, &e.code);
     } else if let (Some(order), Some(placed)) = (msg.result, flight.placed) {
         worker.placed(&placed, &order, flight.intended);
     }
