@@ -305,7 +305,13 @@ fn real_main() -> Result<i32> {
             let report = subscribers::run(&config, &args.out)?;
             if let Some(driver) = driver {
                 let output = driver.join().map_err(|_| anyhow::anyhow!("the order driver panicked"))??;
-                print_out(&format!("order flow: {} requests, {} errors", output.total.requests, output.total.errors));
+                let codes: Vec<String> = output.total.codes.iter().map(|(c, n)| format!("{c}={n}")).collect();
+                print_out(&format!(
+                    "order flow: {} requests, {} errors; outcomes: {}",
+                    output.total.requests,
+                    output.total.errors,
+                    if codes.is_empty() { "none".to_owned() } else { codes.join(" ") }
+                ));
             }
             print_out(&subscribers::table(&report));
             print_out(&format!("results in {}", args.out.display()));
