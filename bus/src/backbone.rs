@@ -139,3 +139,55 @@ pub fn valid_group(group: &str) -> bool {
         && group.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         && !group.starts_with('.')
 }
+
+/// Produces `payloads`, sleeping briefly and retrying while the partition's queue is full:
+/// the caller slows down instead of dropping anything. For threads that may block.
+///
+/// # Errors
+/// Any error of [`Backbone::produce`] but [`BusError::Full`].
+pub fn produce_blocking(
+    bus: &dyn Backbone,
+    topic: Topic,
+    partition: u32,
+    payloads: &mut Vec<Vec<u8>>,
+) -> Result<(), BusError> {
+    let mut pause = Duration::from_micros(100);
+    loop {
+        match bus.produce(topic, partition, payloads, None) {
+            Ok(()) => return Ok(()),
+            Err(BusError::Full { .. }) => {
+                std::thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// A dead-letter record for `tachyon.dlq` (same partition as its source): JSON with the
+/// source topic and position, the error, the consumer that gave up on it (`None`: the
+/// engine), and the payload in hex, so nothing is lost and it can be replayed by hand.
+pub fn dead_letter_json(
+    source: Topic,
+    partition: u32,
+    record: &Record,
+    error: &str,
+    consumer: Option<&str>,
+) -> Vec<u8> {
+    use std::fmt::Write;
+    let mut hex = String::with_capacity(record.payload.len() * 2);
+    for b in record.payload.iter() {
+        let _ = write!(hex, "{b:02x}");
+    }
+    let mut letter = serde_json::json!({
+        "source_topic": source.name(),
+        "partition": partition,
+        "offset": record.offset,
+        "error": error,
+        "payload_hex": hex,
+    });
+    if let Some(consumer) = consumer {
+        letter["consumer"] = consumer.into();
+    }
+    letter.to_string().into_bytes()
+}

@@ -292,7 +292,11 @@ impl Backbone for EmbeddedBus {
         let path = self.offsets_path(group, topic, partition)?;
         let dir = path.parent().expect("offset files live in a group directory");
         fs::create_dir_all(dir).map_err(unavailable)?;
-        let tmp = path.with_extension("tmp");
+        // Next to the offset file, named after all of it: `with_extension` would replace the
+        // partition number and let two partitions' commits share (and race on) one file.
+        let mut tmp = path.clone().into_os_string();
+        tmp.push(".tmp");
+        let tmp = PathBuf::from(tmp);
         let mut file = fs::File::create(&tmp).map_err(unavailable)?;
         file.write_all(next_offset.to_string().as_bytes()).map_err(unavailable)?;
         file.sync_data().map_err(unavailable)?;

@@ -17,6 +17,6 @@ pub mod backbone;
 pub mod embedded;
 pub mod journal;
 
-pub use backbone::{last_record, Ack, Backbone, BusError, PartitionReader, Record};
+pub use backbone::{dead_letter_json, last_record, produce_blocking, Ack, Backbone, BusError, PartitionReader, Record};
 pub use embedded::{EmbeddedBus, EmbeddedConfig};
 pub use journal::{FsyncPolicy, Journal, JournalConfig, JournalError, JournalReader, Recovery};

@@ -154,6 +154,28 @@ fn committed_offsets_persist_and_group_names_are_checked() {
 }
 
 #[test]
+fn partitions_commit_at_once_without_mixing_their_offsets() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bus = std::sync::Arc::new(EmbeddedBus::open(&EmbeddedConfig::new(dir.path(), 4)).expect("opens"));
+    let threads: Vec<_> = (0..4u32)
+        .map(|p| {
+            let bus = std::sync::Arc::clone(&bus);
+            std::thread::spawn(move || {
+                for i in 0..200u64 {
+                    bus.commit("racing", Topic::Executions, p, u64::from(p) * 1_000_000 + i).expect("commits");
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().expect("joins");
+    }
+    for p in 0..4u32 {
+        assert_eq!(bus.committed("racing", Topic::Executions, p), Ok(Some(u64::from(p) * 1_000_000 + 199)));
+    }
+}
+
+#[test]
 fn a_full_queue_is_backpressure_not_loss() {
     let dir = tempfile::tempdir().expect("tempdir");
     let mut config = EmbeddedConfig::new(dir.path(), 1);

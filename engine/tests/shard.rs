@@ -222,6 +222,35 @@ fn outputs_lost_after_the_last_snapshot_are_published_again() {
 }
 
 #[test]
+fn a_crash_between_the_two_output_topics_loses_nothing_on_either() {
+    // The topics are written by separate writers: a crash can leave the market data ahead
+    // of the executions. Recovery must publish the executions the crash took (while not
+    // repeating the market data it kept).
+    let dir = tempfile::tempdir().expect("tempdir");
+    let snapshots = dir.path().join("snapshots");
+    let cmds = commands(0..120);
+    {
+        let bus = open(dir.path());
+        let shard = start(&bus, &snapshots, 1_000);
+        produce(&bus, &cmds[..80]);
+        shard.finish();
+    }
+    drop_newest_snapshots(&snapshots, 0);
+    let segment = dir.path().join("journal/tachyon.executions/0000/00000000000000000000.log");
+    let len = std::fs::metadata(&segment).expect("segment").len();
+    let file = std::fs::OpenOptions::new().write(true).open(&segment).expect("opens");
+    file.set_len(len / 2).expect("truncates");
+    drop(file);
+    let bus = open(dir.path());
+    let shard = start(&bus, &snapshots, 1_000);
+    produce(&bus, &cmds[80..]);
+    shard.finish();
+    let (executions, market_data) = expected(&cmds);
+    assert_eq!(outputs(&bus, Topic::Executions), executions);
+    assert_eq!(outputs(&bus, Topic::MarketData), market_data);
+}
+
+#[test]
 fn status_reports_progress_and_catching_up() {
     let dir = tempfile::tempdir().expect("tempdir");
     let bus = open(dir.path());

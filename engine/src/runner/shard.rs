@@ -10,9 +10,11 @@
 //! # Recovery (exactly-once output without transactions)
 //! On start the shard loads its newest intact snapshot (input offset `next_input`, output
 //! sequence `out_seq`), reads the last record of each output partition to learn the last
-//! sequence it published (`published`), and consumes the input from `next_input`. Since
-//! the core is deterministic, every command re-creates the same outputs with the same
-//! sequences; those at or below `published` are dropped, the rest are published. So a
+//! sequence it published there (`published`, per topic: the two topics are written
+//! independently, so a crash can leave one ahead of the other), and consumes the input
+//! from `next_input`. Since the core is deterministic, every command re-creates the same
+//! outputs with the same sequences; those at or below the last sequence found on their
+//! topic are dropped, the rest are published. So a
 //! crash anywhere neither loses nor duplicates an output. A snapshot is only written after
 //! the outputs up to its `out_seq` are durable, so the outputs never fall behind one.
 
@@ -20,7 +22,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tachyon_bus::{last_record, Backbone, BusError, Record};
+use tachyon_bus::{dead_letter_json, last_record, produce_blocking, Backbone, BusError, Record};
 use tachyon_proto::latency::{Hop, Latency};
 use tachyon_proto::wire::{decode_command, decode_output, encode, ShardOutput};
 use tachyon_proto::{Event, Topic};
@@ -94,13 +96,20 @@ pub fn run_shard(
         None => (Engine::new(engine_config), 0, 0),
     };
     let published = last_published(bus.as_ref(), partition)?;
-    if published < out_seq {
+    if published.max() < out_seq {
         return Err(ShardError::Inconsistent {
             partition,
-            reason: format!("outputs end at sequence {published} but the snapshot is at {out_seq}"),
+            reason: format!("outputs end at sequence {} but the snapshot is at {out_seq}", published.max()),
         });
     }
-    tracing::info!(partition, next_input, out_seq, published, "shard recovering");
+    tracing::info!(
+        partition,
+        next_input,
+        out_seq,
+        published_executions = published.executions,
+        published_market_data = published.market_data,
+        "shard recovering"
+    );
     let mut shard = Shard {
         bus,
         engine,
@@ -119,16 +128,38 @@ pub fn run_shard(
     shard.run(next_input, &stop)
 }
 
-/// The highest output sequence found at the end of the shard's output partitions.
-fn last_published(bus: &dyn Backbone, partition: u32) -> Result<u64, ShardError> {
-    let mut published = 0;
+/// The last output sequence found on each of the shard's output partitions.
+#[derive(Clone, Copy, Debug, Default)]
+struct Published {
+    executions: u64,
+    market_data: u64,
+}
+
+impl Published {
+    fn max(self) -> u64 {
+        self.executions.max(self.market_data)
+    }
+
+    fn on(self, topic: Topic) -> u64 {
+        match topic {
+            Topic::MarketData => self.market_data,
+            _ => self.executions,
+        }
+    }
+}
+
+fn last_published(bus: &dyn Backbone, partition: u32) -> Result<Published, ShardError> {
+    let mut published = Published::default();
     for topic in [Topic::Executions, Topic::MarketData] {
         if let Some(record) = last_record(bus, topic, partition)? {
             let output = decode_output(&record.payload).map_err(|e| ShardError::Inconsistent {
                 partition,
                 reason: format!("last record of {topic} (offset {}) is unreadable: {e}", record.offset),
             })?;
-            published = published.max(output.seq);
+            match topic {
+                Topic::MarketData => published.market_data = output.seq,
+                _ => published.executions = output.seq,
+            }
         }
     }
     Ok(published)
@@ -141,8 +172,8 @@ struct Shard {
     status: Arc<ShardStatus>,
     /// Last output sequence produced (replayed or published).
     out_seq: u64,
-    /// Outputs up to this sequence were already published before a restart.
-    published: u64,
+    /// Outputs up to these sequences were already published (per topic) before a restart.
+    published: Published,
     events: Vec<Event>,
     executions: Vec<Vec<u8>>,
     market_data: Vec<Vec<u8>>,
@@ -204,7 +235,7 @@ impl Shard {
         };
         self.events.clear();
         // Replayed commands are history: only live ones say how fast the shard is.
-        let live = self.out_seq >= self.published;
+        let live = self.out_seq >= self.published.max();
         let started = live.then(|| {
             self.config.latency.since(Hop::EngineIn, envelope.command.timestamp());
             Instant::now()
@@ -237,7 +268,7 @@ impl Shard {
     fn queue(&mut self, output: &mut ShardOutput, topic: Topic) -> Result<(), ShardError> {
         self.out_seq += 1;
         output.seq = self.out_seq;
-        if self.out_seq <= self.published {
+        if self.out_seq <= self.published.on(topic) {
             return Ok(());
         }
         let bytes = encode(output).map_err(|e| ShardError::Inconsistent {
@@ -255,11 +286,11 @@ impl Shard {
         let partition = self.config.partition;
         self.status.dead_letters.fetch_add(1, Ordering::Relaxed);
         tracing::warn!(partition, offset = record.offset, %error, "undecodable command sent to the dead-letter topic");
-        if self.out_seq < self.published {
+        if self.out_seq < self.published.max() {
             return Ok(()); // Replaying: it was dead-lettered before the restart.
         }
-        let letter = dead_letter_json(Topic::Orders, partition, record, error);
-        produce_retrying(self.bus.as_ref(), Topic::DeadLetter, partition, &mut vec![letter])
+        let letter = dead_letter_json(Topic::Orders, partition, record, error, None);
+        Ok(produce_blocking(self.bus.as_ref(), Topic::DeadLetter, partition, &mut vec![letter])?)
     }
 
     /// Produces the queued outputs, retrying while the backbone is full.
@@ -267,7 +298,7 @@ impl Shard {
         let partition = self.config.partition;
         for (topic, batch) in [(Topic::Executions, &mut self.executions), (Topic::MarketData, &mut self.market_data)] {
             if !batch.is_empty() {
-                produce_retrying(self.bus.as_ref(), topic, partition, batch)?;
+                produce_blocking(self.bus.as_ref(), topic, partition, batch)?;
             }
         }
         self.status.out_seq.store(self.out_seq, Ordering::Relaxed);
@@ -297,39 +328,4 @@ impl Shard {
         self.last_snapshot = Instant::now();
         Ok(())
     }
-}
-
-/// Produces, retrying with a short sleep while the partition's queue is full: the shard
-/// slows down instead of dropping anything.
-fn produce_retrying(
-    bus: &dyn Backbone,
-    topic: Topic,
-    partition: u32,
-    payloads: &mut Vec<Vec<u8>>,
-) -> Result<(), ShardError> {
-    let mut pause = Duration::from_micros(100);
-    loop {
-        match bus.produce(topic, partition, payloads, None) {
-            Ok(()) => return Ok(()),
-            Err(BusError::Full { .. }) => {
-                std::thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(20));
-            }
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// The dead-letter record: JSON with the source position, the error and the payload in hex.
-pub fn dead_letter_json(topic: Topic, partition: u32, record: &Record, error: &str) -> Vec<u8> {
-    let hex: String = record.payload.iter().map(|b| format!("{b:02x}")).collect();
-    serde_json::json!({
-        "source_topic": topic.name(),
-        "partition": partition,
-        "offset": record.offset,
-        "error": error,
-        "payload_hex": hex,
-    })
-    .to_string()
-    .into_bytes()
 }
