@@ -14,6 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use tachyon_bus::{FsyncPolicy, JournalConfig};
+use tachyon_consumers::{ConsumerConfig, PostgresConfig, RetryPolicy};
 use tachyon_engine::{EngineConfig, RiskLimits};
 use tachyon_gateway::orders::StoreLimits;
 use tachyon_gateway::{GatewayConfig, IdempotencyConfig, RateLimitConfig};
@@ -36,6 +37,8 @@ pub struct Config {
     pub limits: LimitSettings,
     pub gateway: GatewaySettings,
     pub snapshots: SnapshotSettings,
+    pub persist: PersistSettings,
+    pub postgres: PostgresSettings,
     /// `json` (one JSON object per line, for log pipelines) or `text` (for a terminal).
     pub log_format: LogFormat,
     pub symbols: Vec<SymbolSettings>,
@@ -77,6 +80,48 @@ pub struct SnapshotSettings {
     pub every_secs: u64,
     /// Snapshots kept per shard.
     pub keep: usize,
+}
+
+/// How the persistence consumers batch and retry (shared by every sink).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PersistSettings {
+    /// Records per write, at most.
+    pub batch_max: usize,
+    /// How long a read waits for the first record of a batch.
+    pub poll_ms: u64,
+    /// Transient failures in a row (retried with backoff) before the circuit opens.
+    pub retry_attempts: u32,
+    pub retry_base_ms: u64,
+    pub retry_max_ms: u64,
+    /// An open circuit tries one write after this long, doubling up to `circuit_max_open_ms`.
+    pub circuit_open_ms: u64,
+    pub circuit_max_open_ms: u64,
+    /// On shutdown, how long the consumers may take to write what the engine published.
+    pub drain_timeout_secs: u64,
+}
+
+/// PostgreSQL persistence (off unless `url` is set).
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresSettings {
+    /// `postgres://user:password@host:port/database`; empty: no PostgreSQL persistence.
+    pub url: String,
+    pub pool_size: usize,
+    pub connect_timeout_ms: u64,
+    /// Monthly trade partitions created ahead of the current month.
+    pub months_ahead: u32,
+}
+
+impl std::fmt::Debug for PostgresSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSettings")
+            .field("url", &tachyon_consumers::postgres::redact(&self.url))
+            .field("pool_size", &self.pool_size)
+            .field("connect_timeout_ms", &self.connect_timeout_ms)
+            .field("months_ahead", &self.months_ahead)
+            .finish()
+    }
 }
 
 /// When the journal syncs.
@@ -146,6 +191,8 @@ impl Default for Config {
             limits: LimitSettings::default(),
             gateway: GatewaySettings::default(),
             snapshots: SnapshotSettings::default(),
+            persist: PersistSettings::default(),
+            postgres: PostgresSettings::default(),
             log_format: LogFormat::Json,
             symbols: DEFAULT_SYMBOLS.iter().map(SymbolSettings::from).collect(),
         }
@@ -207,6 +254,34 @@ impl Default for GatewaySettings {
     }
 }
 
+impl Default for PersistSettings {
+    fn default() -> Self {
+        let c = ConsumerConfig::new("defaults", tachyon_proto::Topic::Executions);
+        Self {
+            batch_max: c.batch_max,
+            poll_ms: c.poll_ms,
+            retry_attempts: c.retry.attempts,
+            retry_base_ms: c.retry.base_backoff.as_millis() as u64,
+            retry_max_ms: c.retry.max_backoff.as_millis() as u64,
+            circuit_open_ms: c.retry.open_for.as_millis() as u64,
+            circuit_max_open_ms: c.retry.max_open.as_millis() as u64,
+            drain_timeout_secs: 10,
+        }
+    }
+}
+
+impl Default for PostgresSettings {
+    fn default() -> Self {
+        let p = PostgresConfig::new("");
+        Self {
+            url: String::new(),
+            pool_size: p.pool_size,
+            connect_timeout_ms: p.connect_timeout.as_millis() as u64,
+            months_ahead: p.months_ahead,
+        }
+    }
+}
+
 impl Default for SnapshotSettings {
     fn default() -> Self {
         Self { every_commands: 100_000, every_secs: 60, keep: 3 }
@@ -248,6 +323,10 @@ pub struct Overrides {
     /// Log format: json or text.
     #[arg(long, env = "TACHYON_LOG_FORMAT", value_parser = parse_log_format)]
     pub log_format: Option<LogFormat>,
+    /// Persist orders, trades and fills to this PostgreSQL database
+    /// (`postgres://user:password@host:port/database`).
+    #[arg(long = "postgres", env = "TACHYON_POSTGRES_URL", value_name = "URL", hide_env_values = true)]
+    pub postgres_url: Option<String>,
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -293,6 +372,9 @@ impl Config {
         if let Some(f) = overrides.log_format {
             config.log_format = f;
         }
+        if let Some(url) = &overrides.postgres_url {
+            config.postgres.url.clone_from(url);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -330,6 +412,20 @@ impl Config {
         }
         if self.snapshots.every_commands == 0 || self.snapshots.every_secs == 0 || self.snapshots.keep == 0 {
             bail!("snapshots.every_commands, snapshots.every_secs and snapshots.keep must be positive");
+        }
+        let p = &self.persist;
+        if p.batch_max == 0 || p.poll_ms == 0 || p.retry_attempts == 0 || p.retry_base_ms == 0 || p.circuit_open_ms == 0
+        {
+            bail!("persist.batch_max, poll_ms, retry_attempts, retry_base_ms and circuit_open_ms must be positive");
+        }
+        if p.retry_max_ms < p.retry_base_ms || p.circuit_max_open_ms < p.circuit_open_ms {
+            bail!("persist.retry_max_ms and circuit_max_open_ms must be at least retry_base_ms and circuit_open_ms");
+        }
+        if !self.postgres.url.is_empty() {
+            self.postgres_config().map_err(|e| anyhow::anyhow!("postgres.url: {e}"))?;
+            if self.postgres.pool_size == 0 || self.postgres.connect_timeout_ms == 0 {
+                bail!("postgres.pool_size and postgres.connect_timeout_ms must be positive");
+            }
         }
         if self.journal.fsync == FsyncSetting::Interval && self.journal.fsync_interval_ms == 0 {
             bail!("journal.fsync_interval_ms must be positive with fsync = \"interval\"");
@@ -392,6 +488,38 @@ impl Config {
             // Validated by `validate`, so nothing is dropped here.
             admin_accounts: self.gateway.admin_accounts.iter().filter_map(|a| AccountId::parse(a).ok()).collect(),
         }
+    }
+
+    /// A persistence consumer's settings under `group`.
+    pub fn consumer(&self, group: &str) -> ConsumerConfig {
+        let p = &self.persist;
+        let mut c = ConsumerConfig::new(group, tachyon_proto::Topic::Executions);
+        c.batch_max = p.batch_max;
+        c.poll_ms = p.poll_ms;
+        c.retry = RetryPolicy {
+            attempts: p.retry_attempts,
+            base_backoff: Duration::from_millis(p.retry_base_ms),
+            max_backoff: Duration::from_millis(p.retry_max_ms),
+            open_for: Duration::from_millis(p.circuit_open_ms),
+            max_open: Duration::from_millis(p.circuit_max_open_ms),
+        };
+        c
+    }
+
+    /// The PostgreSQL sink's settings, `None` when persistence to PostgreSQL is off.
+    ///
+    /// # Errors
+    /// A URL that does not parse (its text is not repeated: it may hold a password).
+    pub fn postgres_config(&self) -> Result<Option<PostgresConfig>, String> {
+        if self.postgres.url.is_empty() {
+            return Ok(None);
+        }
+        tachyon_consumers::postgres::check_url(&self.postgres.url)?;
+        let mut c = PostgresConfig::new(self.postgres.url.clone());
+        c.pool_size = self.postgres.pool_size;
+        c.connect_timeout = Duration::from_millis(self.postgres.connect_timeout_ms);
+        c.months_ahead = self.postgres.months_ahead;
+        Ok(Some(c))
     }
 
     pub fn idempotency(&self) -> IdempotencyConfig {

@@ -19,62 +19,63 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig, FsyncPolicy, JournalConfig};
+use tachyon_consumers::{Consumer, ConsumerProbe, PostgresSink};
 use tachyon_engine::runner::{run_shard, ShardConfig, ShardStatus, SnapshotStore};
 use tachyon_gateway::feed::{spawn_feeds, FeedPosition};
-use tachyon_gateway::metrics::write_metric;
 use tachyon_gateway::{Gateway, KeyRing, Probe, Symbols};
 use tachyon_proto::latency::Latency;
+use tachyon_proto::metrics::MetricsText;
 use tachyon_proto::Topic;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::config::Config;
 
-/// Readiness and metrics of the shards and the backbone, for the gateway's endpoints.
+/// Readiness and metrics of the shards, the backbone and the persistence consumers, for
+/// the gateway's endpoints.
 struct ExchangeProbe {
     bus: Arc<EmbeddedBus>,
     shards: Vec<Arc<ShardStatus>>,
     feeds: Vec<Arc<FeedPosition>>,
+    consumers: Vec<Arc<ConsumerProbe>>,
 }
 
 impl Probe for ExchangeProbe {
     fn ready(&self) -> bool {
-        self.bus.is_healthy() && self.shards.iter().all(|s| s.caught_up.load(Ordering::Acquire))
+        self.bus.is_healthy()
+            && self.shards.iter().all(|s| s.caught_up.load(Ordering::Acquire))
+            && self.consumers.iter().all(|c| c.ready())
     }
 
-    fn metrics(&self, out: &mut String) {
+    fn metrics(&self, text: &mut String) {
+        let mut out = MetricsText::default();
         for (p, s) in self.shards.iter().enumerate() {
-            let labels = format!("{{partition=\"{p}\"}}");
-            write_metric(out, "tachyon_engine_commands_total", "counter", &labels, s.commands.load(Ordering::Relaxed));
-            write_metric(out, "tachyon_engine_input_position", "gauge", &labels, s.position.load(Ordering::Relaxed));
-            write_metric(out, "tachyon_engine_output_sequence", "gauge", &labels, s.out_seq.load(Ordering::Relaxed));
-            write_metric(
-                out,
-                "tachyon_engine_dead_letters_total",
-                "counter",
-                &labels,
-                s.dead_letters.load(Ordering::Relaxed),
-            );
-            write_metric(
-                out,
-                "tachyon_engine_snapshots_total",
-                "counter",
-                &labels,
-                s.snapshots.load(Ordering::Relaxed),
-            );
+            let partition = p.to_string();
+            let labels = [("partition", partition.as_str())];
+            let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+            out.counter("tachyon_engine_commands_total", &labels, load(&s.commands));
+            out.gauge("tachyon_engine_input_position", &labels, load(&s.position));
+            out.gauge("tachyon_engine_output_sequence", &labels, load(&s.out_seq));
+            out.counter("tachyon_engine_dead_letters_total", &labels, load(&s.dead_letters));
+            out.counter("tachyon_engine_snapshots_total", &labels, load(&s.snapshots));
         }
         for topic in Topic::ALL {
             for p in 0..self.bus.partitions() {
+                let partition = p.to_string();
                 let end = self.bus.end_offset(topic, p).unwrap_or(0);
-                let labels = format!("{{topic=\"{topic}\",partition=\"{p}\"}}");
-                write_metric(out, "tachyon_bus_end_offset", "gauge", &labels, end);
+                out.gauge("tachyon_bus_end_offset", &[("topic", topic.name()), ("partition", &partition)], end);
             }
         }
         for f in &self.feeds {
-            let labels = format!("{{topic=\"{}\",partition=\"{}\"}}", f.topic, f.partition);
-            write_metric(out, "tachyon_gateway_feed_position", "gauge", &labels, f.next.load(Ordering::Relaxed));
+            let partition = f.partition.to_string();
+            let labels = [("topic", f.topic.name()), ("partition", partition.as_str())];
+            out.gauge("tachyon_gateway_feed_position", &labels, f.next.load(Ordering::Relaxed));
         }
-        write_metric(out, "tachyon_bus_healthy", "gauge", "", u8::from(self.bus.is_healthy()));
+        out.gauge("tachyon_bus_healthy", &[], u8::from(self.bus.is_healthy()));
+        for c in &self.consumers {
+            c.metrics(&mut out);
+        }
+        out.render(text);
     }
 }
 
@@ -157,7 +158,13 @@ pub async fn run(
     let gateway = Arc::new(Gateway::new(config.gateway(), symbols, keys, Arc::clone(&dyn_bus)).with_latency(latency));
     let stop_feeds = Arc::new(AtomicBool::new(false));
     let (feeds, feed_threads) = spawn_feeds(&gateway, &dyn_bus, &stop_feeds)?;
-    let probe = Arc::new(ExchangeProbe { bus: Arc::clone(&bus), shards: statuses.clone(), feeds: feeds.clone() });
+    let consumers = start_consumers(&config, &engine_config.symbols, &dyn_bus)?;
+    let probe = Arc::new(ExchangeProbe {
+        bus: Arc::clone(&bus),
+        shards: statuses.clone(),
+        feeds: feeds.clone(),
+        consumers: consumers.iter().map(Consumer::probe).collect(),
+    });
     tokio::spawn(open_when_caught_up(Arc::clone(&gateway), Arc::clone(&bus), statuses, feeds));
 
     let address = listener.local_addr()?;
@@ -178,6 +185,14 @@ pub async fn run(
         for t in shard_threads {
             let _ = t.join();
         }
+    })
+    .await?;
+    // The consumers write what the shards published last (bounded by the drain timeout).
+    let deadline = std::time::Instant::now() + Duration::from_secs(config.persist.drain_timeout_secs);
+    for consumer in consumers {
+        consumer.shutdown(deadline).await;
+    }
+    tokio::task::spawn_blocking(move || {
         stop_feeds.store(true, Ordering::Release);
         for t in feed_threads {
             let _ = t.join();
@@ -189,6 +204,25 @@ pub async fn run(
     tracing::info!("stopped cleanly");
     Ok(())
 }
+
+/// Starts the persistence consumers the configuration asks for.
+fn start_consumers(
+    config: &Config,
+    symbols: &[tachyon_proto::SymbolSpec],
+    bus: &Arc<dyn Backbone>,
+) -> Result<Vec<Consumer>> {
+    let mut consumers = Vec::new();
+    if let Some(pg) = config.postgres_config().map_err(|e| anyhow::anyhow!("postgres.url: {e}"))? {
+        let sink = PostgresSink::new(pg, symbols).context("PostgreSQL sink")?;
+        let consumer = Consumer::start(Arc::clone(bus), sink, config.consumer(POSTGRES_GROUP))
+            .context("starting the PostgreSQL consumer")?;
+        consumers.push(consumer);
+    }
+    Ok(consumers)
+}
+
+/// The PostgreSQL persister's consumer group.
+pub const POSTGRES_GROUP: &str = "tachyon-persist-postgres";
 
 /// Opens order entry once every shard has replayed its input and the feeds have read every
 /// output that existed at that point (so the order store knows every id in use).

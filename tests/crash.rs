@@ -4,62 +4,16 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use common::process::{client, free_port, sigkill, start};
 use common::Client;
 use serde_json::{json, Value};
 use tachyon_gateway::KeyRing;
 use tachyon_proto::AccountId;
 
 const SYMBOLS: [&str; 3] = ["BTC-USD", "ETH-USD", "SOL-USD"];
-
-struct Process {
-    child: Child,
-    base: String,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").expect("binds").local_addr().expect("address").port()
-}
-
-async fn start(dir: &std::path::Path, port: u16) -> Process {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).expect("log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tachyon"))
-        .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "text"])
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("starts the binary");
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    for _ in 0..1000 {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-            if r.status() == 200 {
-                return Process { child, base };
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("the server did not become ready; see {}", dir.join("server.log").display());
-}
-
-impl Drop for Process {
-    /// A failed test must not leave a server behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn client(base: &str, keys: &KeyRing, account: &str) -> Client {
-    let key = keys.mint(AccountId::parse(account).expect("valid")).expose().to_string();
-    Client { base: base.to_string(), key: Some(key), http: reqwest::Client::new() }
-}
 
 /// Acknowledged (`?response=ack`) orders that rest and cross on three symbols.
 async fn place_acked(alice: &Client, bob: &Client, n: u32, offset: u32) -> Vec<(Client, String)> {
@@ -93,17 +47,12 @@ async fn all_known(acked: &[(Client, String)]) -> bool {
     true
 }
 
-fn sigkill(p: &mut Process) {
-    p.child.kill().expect("SIGKILL");
-    p.child.wait().expect("reaped");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_after_acknowledged_orders_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let keys = KeyRing::load_or_create(dir.path()).expect("key secret");
     let port = free_port();
-    let mut p = start(dir.path(), port).await;
+    let mut p = start(dir.path(), port, &[]).await;
     let (alice, bob) = (client(&p.base, &keys, "alice"), client(&p.base, &keys, "bob"));
     let public = Client { base: p.base.clone(), key: None, http: reqwest::Client::new() };
 
@@ -125,7 +74,7 @@ async fn sigkill_after_acknowledged_orders_loses_nothing() {
     acked.extend(place_acked(&alice, &bob, 60, 150).await);
     sigkill(&mut p);
 
-    let mut p = start(dir.path(), port).await;
+    let mut p = start(dir.path(), port, &[]).await;
     // Every acknowledged order survived.
     for (c, id) in &acked {
         let a = c.get(&format!("/v1/orders/{id}")).await;
@@ -135,7 +84,7 @@ async fn sigkill_after_acknowledged_orders_loses_nothing() {
     let after = books(&public).await;
     // A third start with no new input must reproduce the recovered state exactly.
     sigkill(&mut p);
-    let mut p = start(dir.path(), port).await;
+    let mut p = start(dir.path(), port, &[]).await;
     assert_eq!(books(&public).await, after, "books and sequences identical across a crash");
     assert!(after.iter().zip(&before).all(|(a, b)| a["sequence"].as_u64() >= b["sequence"].as_u64()));
 

@@ -1,5 +1,25 @@
-//! Downstream consumers (not yet implemented).
+//! Downstream consumers of the engine's outputs: persistence to PostgreSQL (Aurora in
+//! production) and DynamoDB.
 //!
-//! Planned: one consumer framework (batching, offsets stored after successful writes,
-//! retries with backoff, dead-letter topic) with PostgreSQL and DynamoDB sinks, and the
-//! market-data fan-out. Empty until the persistence and exchange issues fill it.
+//! # Layout
+//! - [`framework`]: written once for every sink: batched reads from the backbone, offsets
+//!   committed only after the sink's write succeeded, bounded retries with exponential
+//!   backoff and jitter, a circuit breaker that reports a down store, halving a failing
+//!   batch down to the records that fail for good and dead-lettering those, backpressure
+//!   through bounded queues, and a draining shutdown.
+//! - [`rows`]: the pure builder: a batch of outputs plus the stored state of the orders it
+//!   touches becomes the rows to write; idempotent by construction (see its docs).
+//! - [`postgres`]: the PostgreSQL sink: migrations, monthly trade partitions, one
+//!   transaction per batch of multi-row `UNNEST` inserts.
+//!
+//! # Invariants
+//! A record's offset is committed only once everything it implies is in the store (or, if
+//! the store refuses it for good, in the dead-letter topic); writing a record again never
+//! changes the store; an older event never overwrites a newer order state.
+
+pub mod framework;
+pub mod postgres;
+pub mod rows;
+
+pub use framework::{Consumer, ConsumerConfig, ConsumerProbe, Item, PartitionStatus, RetryPolicy, Sink, SinkError};
+pub use postgres::{PostgresConfig, PostgresSink};

@@ -63,27 +63,6 @@ pub enum RejectReason {
     NotOrderOwner,
 }
 
-impl RejectReason {
-    /// The API code.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::UnknownSymbol => "unknown_symbol",
-            Self::InvalidPrice => "invalid_price",
-            Self::InvalidQuantity => "invalid_quantity",
-            Self::QuantityBelowMin => "quantity_below_min",
-            Self::QuantityAboveMax => "quantity_above_max",
-            Self::NotionalAboveMax => "notional_above_max",
-            Self::InvalidTimeInForce => "invalid_time_in_force",
-            Self::PostOnlyWouldTake => "post_only_would_take",
-            Self::DuplicateClientOrderId => "duplicate_client_order_id",
-            Self::DuplicateOrderId => "duplicate_order_id",
-            Self::MaxOpenOrders => "max_open_orders",
-            Self::OrderNotOpen => "order_not_open",
-            Self::NotOrderOwner => "not_order_owner",
-        }
-    }
-}
-
 /// Why an order left the book without filling completely. Serialises to the API codes.
 #[derive(
     Clone,
@@ -110,21 +89,6 @@ pub enum CancelReason {
     CancelAll,
     Disconnect,
     MarketNoLiquidity,
-}
-
-impl CancelReason {
-    /// The API code.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "user",
-            Self::Ioc => "ioc",
-            Self::Fok => "fok",
-            Self::Stp => "stp",
-            Self::CancelAll => "cancel_all",
-            Self::Disconnect => "disconnect",
-            Self::MarketNoLiquidity => "market_no_liquidity",
-        }
-    }
 }
 
 /// A new order passed every check and is now live (matching follows): the order exactly

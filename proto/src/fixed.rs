@@ -78,14 +78,6 @@ impl Side {
             Side::Sell => Side::Buy,
         }
     }
-
-    /// `buy` / `sell`, as in the API.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Side::Buy => "buy",
-            Side::Sell => "sell",
-        }
-    }
 }
 
 /// Why a decimal string is not a valid step count.

@@ -7,7 +7,10 @@
 //! - [`symbol`]: per-symbol specifications (tick, lot, limits), the default symbol set and
 //!   the symbol → partition function.
 //! - [`command`] and [`event`]: what goes into the matching engine and what comes out.
+//! - [`metrics`]: the Prometheus text format, one family per metric.
+//! - [`order`]: one order's state folded from the engine's events, shared by every store.
 //! - [`wire`]: rkyv encodings for the backbone, validated on read.
+//! - [`codes`]: the API's `snake_case` code of every enum, rendered and parsed without serde.
 //! - [`api`]: the serde JSON types of the public API (`shared/API.md`).
 //! - [`time`]: [`Timestamp`] and its RFC 3339 rendering.
 //! - [`topic`]: the backbone's topic names.
@@ -16,11 +19,14 @@
 //! a decimal string that is off the grid or out of range is an error, never rounded.
 
 pub mod api;
+pub mod codes;
 pub mod command;
 pub mod event;
 pub mod fixed;
 pub mod ids;
 pub mod latency;
+pub mod metrics;
+pub mod order;
 pub mod symbol;
 pub mod time;
 pub mod topic;

@@ -1,9 +1,14 @@
-//! One order's state as the gateway knows it from the engine's events, and its API form.
+//! One order's state as the engine's events build it, and its API form.
+//!
+//! Everyone who keeps orders from `tachyon.executions` (the gateway's order store, the
+//! persistence sinks) folds events the same way: [`effects`] says what one event does to
+//! the orders it names, and [`OrderRecord::apply`] carries it out. Index bookkeeping (open
+//! sets, client order ids, fill lists) stays with each store.
 
-use tachyon_proto::api::{AccountFill, Liquidity, Order, OrderFill, OrderStatus};
-use tachyon_proto::{
-    AccountId, CancelReason, ClientOrderId, NewOrder, OrderId, OrderType, Price, Qty, RejectReason, Side, SymbolId,
-    SymbolSpec, TimeInForce, Timestamp, TradeId,
+use crate::api::{AccountFill, Liquidity, Order, OrderFill, OrderStatus};
+use crate::{
+    AccountId, CancelReason, ClientOrderId, Command, Event, NewOrder, OrderId, OrderType, Price, Qty, RejectReason,
+    Side, SymbolId, SymbolSpec, TimeInForce, Timestamp, TradeId,
 };
 
 /// One fill of an order.
@@ -98,6 +103,17 @@ impl OrderRecord {
         }
     }
 
+    /// Applies a change of this order (an [`Effect`] other than [`Effect::Create`], which
+    /// the caller turns into a new record instead).
+    pub fn apply(&mut self, effect: &Effect) {
+        match *effect {
+            Effect::Create(_) => {}
+            Effect::Fill { fill, remaining, .. } => self.fill(fill, remaining),
+            Effect::Cancel { reason, at, .. } => self.cancel(reason, at),
+            Effect::Amend { price, qty, remaining, at, .. } => self.amend(price, qty, remaining, at),
+        }
+    }
+
     /// Quantity still working on the book (0 once the order is done).
     pub fn remaining(&self) -> Qty {
         if self.is_open() {
@@ -171,4 +187,96 @@ impl AccountFillRecord {
             timestamp: self.fill.timestamp.to_rfc3339(),
         }
     }
+}
+
+/// What one event does to one order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    /// A new order: accepted (`New`) or rejected (`Rejected`, with its reason). A store
+    /// that already holds an order with this id keeps that one (an id is never reused).
+    Create(Box<OrderRecord>),
+    /// One side of a trade; `remaining` is what the engine says is left of the order.
+    Fill {
+        order_id: OrderId,
+        fill: FillRecord,
+        remaining: Qty,
+    },
+    Cancel {
+        order_id: OrderId,
+        reason: CancelReason,
+        at: Timestamp,
+    },
+    Amend {
+        order_id: OrderId,
+        price: Price,
+        qty: Qty,
+        remaining: Qty,
+        at: Timestamp,
+    },
+}
+
+impl Effect {
+    /// The order it changes.
+    pub fn order_id(&self) -> OrderId {
+        match self {
+            Effect::Create(record) => record.id,
+            Effect::Fill { order_id, .. } | Effect::Cancel { order_id, .. } | Effect::Amend { order_id, .. } => {
+                *order_id
+            }
+        }
+    }
+}
+
+/// What `event` (emitted for `command`) does to the orders it names, in order: a trade
+/// fills the maker, then the taker. Public-only events and rejected cancels or amends do
+/// nothing; a rejected duplicate order id names an order that is not this command's, so
+/// it creates nothing either.
+pub fn effects(event: &Event, command: &Command) -> impl Iterator<Item = Effect> {
+    let mut out: [Option<Effect>; 2] = [None, None];
+    match event {
+        Event::Accepted(n) => out[0] = Some(Effect::Create(Box::new(OrderRecord::from_new(n, OrderStatus::New)))),
+        Event::Rejected(r) => {
+            if let (Command::New(n), Some(_)) = (command, r.order_id) {
+                if r.reason != RejectReason::DuplicateOrderId {
+                    let mut record = OrderRecord::from_new(n, OrderStatus::Rejected);
+                    record.reject_reason = Some(r.reason);
+                    record.updated = r.timestamp;
+                    out[0] = Some(Effect::Create(Box::new(record)));
+                }
+            }
+        }
+        Event::Trade(t) => {
+            let fill = |liquidity| FillRecord {
+                trade_id: t.trade_id,
+                price: t.price,
+                qty: t.qty,
+                liquidity,
+                timestamp: t.timestamp,
+            };
+            out[0] = Some(Effect::Fill {
+                order_id: t.maker_order_id,
+                fill: fill(Liquidity::Maker),
+                remaining: t.maker_remaining,
+            });
+            out[1] = Some(Effect::Fill {
+                order_id: t.taker_order_id,
+                fill: fill(Liquidity::Taker),
+                remaining: t.taker_remaining,
+            });
+        }
+        Event::Cancelled(c) => {
+            out[0] = Some(Effect::Cancel { order_id: c.order_id, reason: c.reason, at: c.timestamp });
+        }
+        Event::Amended(a) => {
+            out[0] = Some(Effect::Amend {
+                order_id: a.order_id,
+                price: a.price,
+                qty: a.qty,
+                remaining: a.remaining,
+                at: a.timestamp,
+            });
+        }
+        Event::Level(_) | Event::Bbo(_) => {}
+    }
+    out.into_iter().flatten()
 }

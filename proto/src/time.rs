@@ -20,6 +20,18 @@ impl Timestamp {
         Self(i64::try_from(since.as_nanos()).unwrap_or(i64::MAX))
     }
 
+    /// The UTC calendar month it falls in: (year, month 1-12).
+    pub fn year_month(self) -> (i64, u32) {
+        let days = self.0.div_euclid(86_400 * 1_000_000_000);
+        let (y, m, _) = civil_from_days(days);
+        (y, m)
+    }
+
+    /// Microseconds since the epoch (the API's and the stores' precision), rounded down.
+    pub fn as_micros(self) -> i64 {
+        self.0.div_euclid(1_000)
+    }
+
     /// RFC 3339 UTC with microseconds.
     pub fn to_rfc3339(self) -> String {
         self.to_string()
@@ -92,6 +104,15 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn months_and_micros() {
+        assert_eq!(Timestamp(0).year_month(), (1970, 1));
+        assert_eq!(Timestamp(-1).year_month(), (1969, 12));
+        assert_eq!(Timestamp(1_795_255_200_123_456_789).year_month(), (2026, 11));
+        assert_eq!(Timestamp(1_795_255_200_123_456_789).as_micros(), 1_795_255_200_123_456);
+        assert_eq!(Timestamp(-1).as_micros(), -1);
+    }
 
     #[test]
     fn renders_rfc3339_with_micros() {

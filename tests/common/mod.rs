@@ -3,6 +3,8 @@
 
 #![allow(dead_code, reason = "each test file uses a different part")]
 
+pub mod process;
+
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
@@ -163,7 +165,8 @@ impl Client {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        panic!("GET {path} never satisfied the condition");
+        let last = self.get(path).await;
+        panic!("GET {path} never satisfied the condition: {} {}", last.status, last.body);
     }
 
     /// Places a limit order and returns the order object (asserting 201).

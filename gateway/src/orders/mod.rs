@@ -6,18 +6,17 @@
 //! command. Memory is bounded: done orders beyond `max_closed_orders` and fills beyond
 //! `max_fills_per_account` are forgotten oldest first (persistence keeps the history).
 
-mod record;
-
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
-use tachyon_proto::api::{Liquidity, Order, OrderStatus};
+use tachyon_proto::api::{Order, OrderStatus};
+use tachyon_proto::order::{effects, Effect};
 use tachyon_proto::wire::ShardOutput;
-use tachyon_proto::{AccountId, ClientOrderId, Command, Event, OrderId, RejectReason, SymbolId};
+use tachyon_proto::{AccountId, ClientOrderId, Command, Event, OrderId, SymbolId};
 use tokio::sync::mpsc;
 
-pub use record::{AccountFillRecord, FillRecord, OrderRecord};
+pub use tachyon_proto::order::{AccountFillRecord, FillRecord, OrderRecord};
 
 use crate::symbols::Symbols;
 
@@ -223,80 +222,43 @@ impl OrderStore {
 
 impl Inner {
     fn apply(&mut self, event: &Event, command: &Command, limits: StoreLimits, changed: &mut Vec<OrderId>) {
-        let touch = |id: OrderId, changed: &mut Vec<OrderId>| {
+        for effect in effects(event, command) {
+            let id = effect.order_id();
+            match effect {
+                Effect::Create(record) => {
+                    // A duplicate id must not clobber the order that holds it.
+                    if self.orders.contains_key(&id) {
+                        continue;
+                    }
+                    self.max_order_id = self.max_order_id.max(id.0);
+                    self.all.entry(record.account).or_default().insert(id);
+                    if record.is_open() {
+                        self.open.entry(record.account).or_default().insert(id);
+                        if let Some(c) = record.client_order_id {
+                            self.client_ids.insert((record.account, c), id);
+                        }
+                    } else {
+                        self.closed.push_back(id);
+                    }
+                    self.orders.insert(id, *record);
+                }
+                effect => {
+                    let Some(record) = self.orders.get_mut(&id) else { continue };
+                    record.apply(&effect);
+                    if let Effect::Fill { fill, .. } = effect {
+                        let entry = AccountFillRecord { order_id: id, symbol: record.symbol, side: record.side, fill };
+                        let fills = self.fills.entry(record.account).or_default();
+                        fills.push_front(entry);
+                        fills.truncate(limits.max_fills_per_account);
+                    }
+                    if !record.is_open() {
+                        self.close(id);
+                    }
+                }
+            }
             if !changed.contains(&id) {
                 changed.push(id);
             }
-        };
-        match event {
-            Event::Accepted(n) => {
-                self.max_order_id = self.max_order_id.max(n.order_id.0);
-                self.orders.insert(n.order_id, OrderRecord::from_new(n, OrderStatus::New));
-                self.open.entry(n.account).or_default().insert(n.order_id);
-                self.all.entry(n.account).or_default().insert(n.order_id);
-                if let Some(c) = n.client_order_id {
-                    self.client_ids.insert((n.account, c), n.order_id);
-                }
-                touch(n.order_id, changed);
-            }
-            Event::Rejected(r) => {
-                // A rejected new order is an order (status rejected); a rejected cancel or
-                // amend changes nothing. A duplicate id must not clobber the open order.
-                if let (Command::New(n), Some(id)) = (command, r.order_id) {
-                    if r.reason != RejectReason::DuplicateOrderId && !self.orders.contains_key(&id) {
-                        self.max_order_id = self.max_order_id.max(id.0);
-                        let mut record = OrderRecord::from_new(n, OrderStatus::Rejected);
-                        record.reject_reason = Some(r.reason);
-                        record.updated = r.timestamp;
-                        self.orders.insert(id, record);
-                        self.all.entry(n.account).or_default().insert(id);
-                        self.closed.push_back(id);
-                        touch(id, changed);
-                    }
-                }
-            }
-            Event::Trade(t) => {
-                for (id, liquidity, remaining) in [
-                    (t.maker_order_id, Liquidity::Maker, t.maker_remaining),
-                    (t.taker_order_id, Liquidity::Taker, t.taker_remaining),
-                ] {
-                    let fill = FillRecord {
-                        trade_id: t.trade_id,
-                        price: t.price,
-                        qty: t.qty,
-                        liquidity,
-                        timestamp: t.timestamp,
-                    };
-                    let Some(record) = self.orders.get_mut(&id) else { continue };
-                    record.fill(fill, remaining);
-                    let entry = AccountFillRecord { order_id: id, symbol: record.symbol, side: record.side, fill };
-                    let account = record.account;
-                    let fills = self.fills.entry(account).or_default();
-                    fills.push_front(entry);
-                    fills.truncate(limits.max_fills_per_account);
-                    if remaining.is_zero() {
-                        self.close(id);
-                    }
-                    touch(id, changed);
-                }
-            }
-            Event::Cancelled(c) => {
-                if let Some(record) = self.orders.get_mut(&c.order_id) {
-                    record.cancel(c.reason, c.timestamp);
-                    self.close(c.order_id);
-                    touch(c.order_id, changed);
-                }
-            }
-            Event::Amended(a) => {
-                if let Some(record) = self.orders.get_mut(&a.order_id) {
-                    record.amend(a.price, a.qty, a.remaining, a.timestamp);
-                    if a.remaining.is_zero() {
-                        self.close(a.order_id);
-                    }
-                    touch(a.order_id, changed);
-                }
-            }
-            Event::Level(_) | Event::Bbo(_) => {}
         }
     }
 

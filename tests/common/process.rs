@@ -1,0 +1,63 @@
+//! The real `tachyon` binary as a child process (for crash tests: SIGKILL, restart).
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use tachyon_gateway::KeyRing;
+use tachyon_proto::AccountId;
+
+use super::Client;
+
+pub struct Process {
+    pub child: Child,
+    pub base: String,
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").expect("binds").local_addr().expect("address").port()
+}
+
+/// Starts `tachyon run` on `dir` and `port` with `extra` arguments; waits until ready.
+pub async fn start(dir: &std::path::Path, port: u16, extra: &[&str]) -> Process {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).expect("log file");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tachyon"))
+        .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "text"])
+        .arg("--data-dir")
+        .arg(dir)
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("starts the binary");
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..1000 {
+        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
+            if r.status() == 200 {
+                return Process { child, base };
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    panic!("the server did not become ready; see {}", dir.join("server.log").display());
+}
+
+impl Drop for Process {
+    /// A failed test must not leave a server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client(base: &str, keys: &KeyRing, account: &str) -> Client {
+    let key = keys.mint(AccountId::parse(account).expect("valid")).expose().to_string();
+    Client { base: base.to_string(), key: Some(key), http: reqwest::Client::new() }
+}
+
+pub fn sigkill(p: &mut Process) {
+    p.child.kill().expect("SIGKILL");
+    p.child.wait().expect("reaped");
+}

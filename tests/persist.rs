@@ -1,0 +1,253 @@
+//! Persistence of the whole exchange to a real PostgreSQL (`infra/local/postgres.sh`):
+//! thousands of orders end in the database exactly as the API reports them; a SIGKILL of
+//! the process mid-stream loses and doubles nothing; a database that goes away mid-stream
+//! makes `/readyz` say so, and everything is caught up once it is back.
+
+mod common;
+#[path = "support/postgres.rs"]
+mod pg;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::process::{client, free_port, sigkill, start};
+use common::{Client, Server};
+use deadpool_postgres::tokio_postgres::Client as Db;
+use serde_json::{json, Value};
+use tachyon::config::Config;
+use tachyon_gateway::KeyRing;
+use tachyon_proto::symbol::default_symbols;
+use tachyon_proto::SymbolSpec;
+
+const SYMBOLS: [&str; 3] = ["BTC-USD", "ETH-USD", "SOL-USD"];
+const ACCOUNTS: [&str; 4] = ["ann", "ben", "cat", "dan"];
+
+/// Fast retries, so a test sees the circuit open and close within moments.
+fn persist_to(config: &mut Config, url: &str) {
+    config.postgres.url = url.to_owned();
+    config.rate_limit.per_second = 1_000_000;
+    config.rate_limit.burst = 1_000_000;
+    config.persist.retry_attempts = 2;
+    config.persist.retry_base_ms = 5;
+    config.persist.retry_max_ms = 20;
+    config.persist.circuit_open_ms = 50;
+    config.persist.circuit_max_open_ms = 200;
+}
+
+/// A batch of 100 orders that rest and cross (limits around 100, some IOC and market).
+fn batch(round: u32) -> Value {
+    let orders: Vec<Value> = (0..100u32)
+        .map(|i| {
+            let n = round * 100 + i;
+            let symbol = SYMBOLS[(n % 3) as usize];
+            let side = if (n / 3) % 2 == 0 { "sell" } else { "buy" };
+            let price = format!("{}.00", 97 + (n * 7) % 7);
+            match n % 10 {
+                0 => json!({"symbol": symbol, "side": side, "type": "market", "quantity": "2"}),
+                1 => json!({"symbol": symbol, "side": side, "type": "limit", "time_in_force": "ioc",
+                            "price": price, "quantity": "3"}),
+                _ => json!({"symbol": symbol, "side": side, "type": "limit", "price": price,
+                            "quantity": format!("{}", 1 + n % 4)}),
+            }
+        })
+        .collect();
+    json!({ "orders": orders })
+}
+
+/// Sends `rounds` batches spread over the accounts; returns (account index, order id).
+async fn trade(clients: &[Client], rounds: std::ops::Range<u32>, ack: bool) -> Vec<(usize, String)> {
+    let mut ids = Vec::new();
+    let path = if ack { "/v1/orders/batch?response=ack" } else { "/v1/orders/batch" };
+    for round in rounds {
+        let who = round as usize % clients.len();
+        let a = clients[who].post(path, &batch(round)).await;
+        assert!(a.status.is_success(), "{} {}", a.status, a.body);
+        for r in a.body["results"].as_array().expect("results") {
+            ids.push((who, r["order_id"].as_str().expect("an order, not an error").to_owned()));
+        }
+    }
+    ids
+}
+
+fn metric_sum(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with('{'))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// Waits (bounded) until the persister committed everything the engine published.
+async fn wait_persisted(base: &str) {
+    let http = reqwest::Client::new();
+    let until = Instant::now() + Duration::from_secs(60);
+    loop {
+        let text = http.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("text");
+        let lag = metric_sum(&text, "tachyon_consumer_lag_records");
+        let committed = metric_sum(&text, "tachyon_consumer_committed_offset");
+        if lag == 0 && committed > 0 {
+            return;
+        }
+        assert!(Instant::now() < until, "persistence did not catch up (lag {lag})");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn spec(symbol: &str) -> SymbolSpec {
+    default_symbols().into_iter().find(|s| s.name == symbol).expect("a default symbol")
+}
+
+/// The database holds every order the exchange holds (`acked` among them), each in the
+/// state the API reports; trades and fills are consistent and stored once.
+async fn assert_db_matches_api(db: &Db, base: &str, clients: &[Client], acked: &[(usize, String)]) {
+    let rows = db
+        .query("SELECT order_id, account, status, filled_lots, quantity_lots FROM orders", &[])
+        .await
+        .expect("orders");
+    let http = reqwest::Client::new();
+    let metrics = http.get(format!("{base}/metrics")).send().await.expect("metrics").text().await.expect("text");
+    let held = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("tachyon_gateway_orders_held "))
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .expect("orders held");
+    assert_eq!(rows.len(), held, "one row per order the exchange holds");
+    let stored: HashMap<String, &deadpool_postgres::tokio_postgres::Row> =
+        rows.iter().map(|r| (r.get::<_, i64>(0).to_string(), r)).collect();
+    for (_, id) in acked {
+        assert!(stored.contains_key(id), "acknowledged order {id} not persisted");
+    }
+    let mut fills_seen = 0usize;
+    for (id, row) in &stored {
+        let who = ACCOUNTS.iter().position(|a| *a == row.get::<_, &str>(1)).expect("a test account");
+        let a = clients[who].get(&format!("/v1/orders/{id}")).await;
+        assert_eq!(a.status, 200, "{}", a.body);
+        let o = &a.body;
+        let lot = spec(o["symbol"].as_str().expect("symbol")).lot;
+        let filled = lot.steps(o["filled_quantity"].as_str().expect("filled")).expect("on the grid");
+        let qty = lot.steps(o["quantity"].as_str().expect("quantity")).expect("on the grid");
+        let db = (row.get::<_, &str>(2), row.get::<_, i64>(3), row.get::<_, i64>(4));
+        assert_eq!(db, (o["status"].as_str().expect("status"), filled, qty), "order {id}");
+        fills_seen += o["fills"].as_array().expect("fills").len();
+    }
+    let count = |sql: &'static str| async move { db.query_one(sql, &[]).await.expect("counts").get::<_, i64>(0) };
+    assert!(fills_seen > 100, "the flow trades ({fills_seen} fills)");
+    assert_eq!(count("SELECT count(*) FROM fills").await as usize, fills_seen);
+    assert_eq!(count("SELECT count(*) FROM trades").await as usize * 2, fills_seen);
+    let inconsistent = count(
+        "SELECT count(*) FROM orders o
+         WHERE filled_lots <> (SELECT coalesce(sum(quantity_lots), 0) FROM fills f WHERE f.order_id = o.order_id)",
+    )
+    .await;
+    assert_eq!(inconsistent, 0, "an order's filled quantity is the sum of its fills");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_orders_end_in_postgres_as_the_api_reports_them() {
+    let url = pg::fresh_database("api").await;
+    let server = Server::start_with(|c| persist_to(c, &url)).await;
+    let clients: Vec<Client> = ACCOUNTS.iter().map(|a| server.client(a)).collect();
+    let ids = trade(&clients, 0..30, false).await;
+    assert_eq!(ids.len(), 3_000);
+    wait_persisted(&server.base).await;
+    let db = pg::connect(&url).await;
+    assert_db_matches_api(&db, &server.base, &clients, &ids).await;
+    server.stop().await.expect("stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_outage_mid_stream_is_reported_and_caught_up() {
+    let private = pg::Private::start();
+    let url = pg::create_database(&private.url, "outage").await;
+    let server = Server::start_with(|c| persist_to(c, &url)).await;
+    let clients: Vec<Client> = ACCOUNTS.iter().map(|a| server.client(a)).collect();
+    let mut ids = trade(&clients, 0..5, false).await;
+    wait_persisted(&server.base).await;
+
+    private.stop();
+    // The exchange keeps trading; persistence waits, and readiness says so.
+    ids.extend(trade(&clients, 5..10, false).await);
+    let public = server.public();
+    let until = Instant::now() + Duration::from_secs(60);
+    while public.get("/readyz").await.status != 503 {
+        assert!(Instant::now() < until, "/readyz never reported the database outage");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = reqwest::get(format!("{}/metrics", server.base)).await.expect("metrics").text().await.expect("text");
+    assert!(metric_sum(&metrics, "tachyon_consumer_circuit_open") > 0, "the circuit is reported open");
+    assert!(metric_sum(&metrics, "tachyon_consumer_lag_records") > 0, "persistence waits");
+
+    private.restart();
+    wait_persisted(&server.base).await;
+    assert_eq!(public.get("/readyz").await.status, 200, "ready again once the database is back");
+    let db = pg::connect(&url).await;
+    assert_db_matches_api(&db, &server.base, &clients, &ids).await;
+    server.stop().await.expect("stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_stream_loses_and_doubles_nothing_in_postgres() {
+    let url = pg::fresh_database("crash").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = KeyRing::load_or_create(dir.path()).expect("keys");
+    let port = free_port();
+    let args = ["--postgres", url.as_str(), "--fsync", "none"];
+    let mut p = start(dir.path(), port, &args).await;
+    let clients: Vec<Client> = ACCOUNTS.iter().map(|a| client(&p.base, &keys, a)).collect();
+
+    // Orders keep arriving (acknowledged once durable) while the process is killed.
+    let streaming = {
+        let clients = clients.clone();
+        tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for round in 0..40u32 {
+                let who = round as usize % clients.len();
+                let sent = clients[who]
+                    .http
+                    .post(format!("{}/v1/orders/batch?response=ack", clients[who].base))
+                    .header("X-API-Key", clients[who].key.as_deref().expect("key"))
+                    .header("content-type", "application/json")
+                    .body(batch(round).to_string())
+                    .send()
+                    .await;
+                let Ok(answer) = sent else { break };
+                let Ok(body) = answer.json::<Value>().await else { break };
+                for r in body["results"].as_array().into_iter().flatten() {
+                    if let Some(id) = r["order_id"].as_str() {
+                        ids.push((who, id.to_owned()));
+                    }
+                }
+            }
+            ids
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    sigkill(&mut p);
+    let mut ids = streaming.await.expect("streamed");
+    assert!(!ids.is_empty(), "orders were acknowledged before the kill");
+
+    let before = ids.len();
+    let p = start(dir.path(), port, &args).await;
+    ids.extend(trade(&clients, 40..45, true).await);
+    // Wait until every acknowledged order has its final state (ack mode answers early).
+    let until = Instant::now() + Duration::from_secs(60);
+    for (n, (who, id)) in ids.iter().enumerate() {
+        loop {
+            let a = clients[*who].get(&format!("/v1/orders/{id}")).await;
+            if a.status == 200 && a.body["status"] != "pending" {
+                break;
+            }
+            assert!(
+                Instant::now() < until,
+                "order {id} (#{n} of {}, {before} before the kill) never settled: {} {}; log in {}",
+                ids.len(),
+                a.status,
+                a.body,
+                dir.path().display()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    wait_persisted(&p.base).await;
+    let db = pg::connect(&url).await;
+    assert_db_matches_api(&db, &p.base, &clients, &ids).await;
+}
