@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use tachyon_bus::{FsyncPolicy, JournalConfig};
-use tachyon_consumers::{ConsumerConfig, PostgresConfig, RetryPolicy};
+use tachyon_consumers::{ConsumerConfig, DynamoConfig, PostgresConfig, RetryPolicy};
 use tachyon_engine::{EngineConfig, RiskLimits};
 use tachyon_gateway::orders::StoreLimits;
 use tachyon_gateway::{GatewayConfig, IdempotencyConfig, RateLimitConfig};
@@ -39,6 +39,7 @@ pub struct Config {
     pub snapshots: SnapshotSettings,
     pub persist: PersistSettings,
     pub postgres: PostgresSettings,
+    pub dynamodb: DynamoSettings,
     /// `json` (one JSON object per line, for log pipelines) or `text` (for a terminal).
     pub log_format: LogFormat,
     pub symbols: Vec<SymbolSettings>,
@@ -124,6 +125,26 @@ impl std::fmt::Debug for PostgresSettings {
     }
 }
 
+/// DynamoDB persistence (off unless `enabled`). Credentials come from the standard AWS
+/// chain (environment, profile, instance role), never from this file.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DynamoSettings {
+    pub enabled: bool,
+    /// A DynamoDB-compatible server (`http://127.0.0.1:8000`); empty: AWS's endpoint.
+    pub endpoint_url: String,
+    /// Empty: the region of the AWS chain.
+    pub region: String,
+    /// Tables `<prefix>_orders` and `<prefix>_trades`.
+    pub table_prefix: String,
+    /// Create missing tables on start (on-demand billing).
+    pub create_tables: bool,
+    /// Write shards per symbol in the trades table (spreads a hot symbol).
+    pub trade_shards: u32,
+    /// Requests in flight at once per batch.
+    pub concurrency: usize,
+}
+
 /// When the journal syncs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -193,6 +214,7 @@ impl Default for Config {
             snapshots: SnapshotSettings::default(),
             persist: PersistSettings::default(),
             postgres: PostgresSettings::default(),
+            dynamodb: DynamoSettings::default(),
             log_format: LogFormat::Json,
             symbols: DEFAULT_SYMBOLS.iter().map(SymbolSettings::from).collect(),
         }
@@ -282,6 +304,21 @@ impl Default for PostgresSettings {
     }
 }
 
+impl Default for DynamoSettings {
+    fn default() -> Self {
+        let d = DynamoConfig::default();
+        Self {
+            enabled: false,
+            endpoint_url: String::new(),
+            region: String::new(),
+            table_prefix: d.table_prefix,
+            create_tables: d.create_tables,
+            trade_shards: d.trade_shards,
+            concurrency: d.concurrency,
+        }
+    }
+}
+
 impl Default for SnapshotSettings {
     fn default() -> Self {
         Self { every_commands: 100_000, every_secs: 60, keep: 3 }
@@ -327,6 +364,15 @@ pub struct Overrides {
     /// (`postgres://user:password@host:port/database`).
     #[arg(long = "postgres", env = "TACHYON_POSTGRES_URL", value_name = "URL", hide_env_values = true)]
     pub postgres_url: Option<String>,
+    /// Persist orders and trades to DynamoDB (AWS's endpoint, or --dynamodb-endpoint).
+    #[arg(long, env = "TACHYON_DYNAMODB")]
+    pub dynamodb: bool,
+    /// Persist to this DynamoDB-compatible endpoint (implies --dynamodb).
+    #[arg(long, env = "TACHYON_DYNAMODB_ENDPOINT", value_name = "URL")]
+    pub dynamodb_endpoint: Option<String>,
+    /// Create the DynamoDB tables if missing.
+    #[arg(long, env = "TACHYON_DYNAMODB_CREATE_TABLES")]
+    pub dynamodb_create_tables: bool,
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -375,6 +421,12 @@ impl Config {
         if let Some(url) = &overrides.postgres_url {
             config.postgres.url.clone_from(url);
         }
+        if let Some(endpoint) = &overrides.dynamodb_endpoint {
+            config.dynamodb.endpoint_url.clone_from(endpoint);
+            config.dynamodb.enabled = true;
+        }
+        config.dynamodb.enabled |= overrides.dynamodb;
+        config.dynamodb.create_tables |= overrides.dynamodb_create_tables;
         config.validate()?;
         Ok(config)
     }
@@ -426,6 +478,16 @@ impl Config {
             if self.postgres.pool_size == 0 || self.postgres.connect_timeout_ms == 0 {
                 bail!("postgres.pool_size and postgres.connect_timeout_ms must be positive");
             }
+        }
+        let d = &self.dynamodb;
+        if d.table_prefix.is_empty()
+            || d.table_prefix.len() > 200
+            || !d.table_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+        {
+            bail!("dynamodb.table_prefix must be 1-200 characters of A-Z, a-z, 0-9, '_', '-' and '.'");
+        }
+        if d.trade_shards == 0 || d.concurrency == 0 {
+            bail!("dynamodb.trade_shards and dynamodb.concurrency must be positive");
         }
         if self.journal.fsync == FsyncSetting::Interval && self.journal.fsync_interval_ms == 0 {
             bail!("journal.fsync_interval_ms must be positive with fsync = \"interval\"");
@@ -520,6 +582,17 @@ impl Config {
         c.connect_timeout = Duration::from_millis(self.postgres.connect_timeout_ms);
         c.months_ahead = self.postgres.months_ahead;
         Ok(Some(c))
+    }
+
+    /// The DynamoDB sink's settings, `None` when persistence to DynamoDB is off.
+    pub fn dynamo_config(&self) -> Option<DynamoConfig> {
+        let d = &self.dynamodb;
+        d.enabled.then(|| DynamoConfig {
+            table_prefix: d.table_prefix.clone(),
+            create_tables: d.create_tables,
+            trade_shards: d.trade_shards,
+            concurrency: d.concurrency,
+        })
     }
 
     pub fn idempotency(&self) -> IdempotencyConfig {

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig, FsyncPolicy, JournalConfig};
-use tachyon_consumers::{Consumer, ConsumerProbe, PostgresSink};
+use tachyon_consumers::{Consumer, ConsumerProbe, DynamoSink, PostgresSink};
 use tachyon_engine::runner::{run_shard, ShardConfig, ShardStatus, SnapshotStore};
 use tachyon_gateway::feed::{spawn_feeds, FeedPosition};
 use tachyon_gateway::{Gateway, KeyRing, Probe, Symbols};
@@ -158,7 +158,7 @@ pub async fn run(
     let gateway = Arc::new(Gateway::new(config.gateway(), symbols, keys, Arc::clone(&dyn_bus)).with_latency(latency));
     let stop_feeds = Arc::new(AtomicBool::new(false));
     let (feeds, feed_threads) = spawn_feeds(&gateway, &dyn_bus, &stop_feeds)?;
-    let consumers = start_consumers(&config, &engine_config.symbols, &dyn_bus)?;
+    let consumers = start_consumers(&config, &engine_config.symbols, &dyn_bus).await?;
     let probe = Arc::new(ExchangeProbe {
         bus: Arc::clone(&bus),
         shards: statuses.clone(),
@@ -206,7 +206,7 @@ pub async fn run(
 }
 
 /// Starts the persistence consumers the configuration asks for.
-fn start_consumers(
+async fn start_consumers(
     config: &Config,
     symbols: &[tachyon_proto::SymbolSpec],
     bus: &Arc<dyn Backbone>,
@@ -218,11 +218,26 @@ fn start_consumers(
             .context("starting the PostgreSQL consumer")?;
         consumers.push(consumer);
     }
+    if let Some(dynamo) = config.dynamo_config() {
+        let d = &config.dynamodb;
+        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+        let aws = tachyon_consumers::dynamodb::load_aws_config(
+            non_empty(&d.endpoint_url).as_deref(),
+            non_empty(&d.region).as_deref(),
+        )
+        .await;
+        let sink = DynamoSink::new(&aws, dynamo, symbols);
+        let consumer = Consumer::start(Arc::clone(bus), sink, config.consumer(DYNAMODB_GROUP))
+            .context("starting the DynamoDB consumer")?;
+        consumers.push(consumer);
+    }
     Ok(consumers)
 }
 
 /// The PostgreSQL persister's consumer group.
 pub const POSTGRES_GROUP: &str = "tachyon-persist-postgres";
+/// The DynamoDB persister's consumer group.
+pub const DYNAMODB_GROUP: &str = "tachyon-persist-dynamodb";
 
 /// Opens order entry once every shard has replayed its input and the feeds have read every
 /// output that existed at that point (so the order store knows every id in use).

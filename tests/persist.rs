@@ -1,16 +1,19 @@
 //! Persistence of the whole exchange to a real PostgreSQL (`infra/local/postgres.sh`):
 //! thousands of orders end in the database exactly as the API reports them; a SIGKILL of
 //! the process mid-stream loses and doubles nothing; a database that goes away mid-stream
-//! makes `/readyz` say so, and everything is caught up once it is back.
+//! makes `/readyz` say so, and everything is caught up once it is back. And the binary
+//! persisting to PostgreSQL and DynamoDB (moto, `infra/local/dynamodb.sh`) at once.
 
 mod common;
+#[path = "support/dynamodb.rs"]
+mod ddb;
 #[path = "support/postgres.rs"]
 mod pg;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::process::{client, free_port, sigkill, start};
+use common::process::{client, free_port, sigkill, start, start_with_env};
 use common::{Client, Server};
 use deadpool_postgres::tokio_postgres::Client as Db;
 use serde_json::{json, Value};
@@ -250,4 +253,70 @@ async fn sigkill_mid_stream_loses_and_doubles_nothing_in_postgres() {
     wait_persisted(&p.base).await;
     let db = pg::connect(&url).await;
     assert_db_matches_api(&db, &p.base, &clients, &ids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_binary_persists_to_postgres_and_dynamodb_at_once() {
+    let url = pg::fresh_database("both").await;
+    let endpoint = ddb::endpoint();
+    let prefix = ddb::table_prefix("bin");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = KeyRing::load_or_create(dir.path()).expect("keys");
+    let args = [
+        "--postgres",
+        url.as_str(),
+        "--dynamodb-endpoint",
+        endpoint.as_str(),
+        "--dynamodb-create-tables",
+        "--fsync",
+        "none",
+    ];
+    // The standard AWS chain reads these (and never asks an instance-metadata service).
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let config = dir.path().join("tachyon.toml");
+    std::fs::write(&config, format!("[dynamodb]\ntable_prefix = \"{prefix}\"\n")).expect("config file");
+    let mut all_args = vec!["--config", config.to_str().expect("utf-8 path")];
+    all_args.extend(args);
+    let p = start_with_env(dir.path(), free_port(), &all_args, &env).await;
+    let clients: Vec<Client> = ACCOUNTS.iter().map(|a| client(&p.base, &keys, a)).collect();
+    let ids = trade(&clients, 0..3, false).await;
+    wait_persisted(&p.base).await;
+    let db = pg::connect(&url).await;
+    assert_db_matches_api(&db, &p.base, &clients, &ids).await;
+
+    // DynamoDB holds the same order states as PostgreSQL.
+    let aws = ddb::aws_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = dynamo
+            .scan()
+            .table_name(format!("{prefix}_orders"))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scans");
+        items.extend(out.items().iter().cloned());
+        start = out.last_evaluated_key().cloned();
+        if start.is_none() {
+            break;
+        }
+    }
+    let rows = db.query("SELECT order_id, status, filled_lots FROM orders", &[]).await.expect("orders");
+    let in_pg: HashMap<String, (String, String)> =
+        rows.iter().map(|r| (r.get::<_, i64>(0).to_string(), (r.get(1), r.get::<_, i64>(2).to_string()))).collect();
+    assert_eq!(items.len(), in_pg.len());
+    for item in &items {
+        let field = |name: &str| {
+            let v = &item[name];
+            v.as_s().or_else(|_| v.as_n()).expect("a string or number").clone()
+        };
+        assert_eq!(in_pg[&field("order_id")], (field("status"), field("filled_lots")));
+    }
 }

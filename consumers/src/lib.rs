@@ -11,15 +11,19 @@
 //!   touches becomes the rows to write; idempotent by construction (see its docs).
 //! - [`postgres`]: the PostgreSQL sink: migrations, monthly trade partitions, one
 //!   transaction per batch of multi-row `UNNEST` inserts.
+//! - [`dynamodb`]: the DynamoDB sink: versioned conditional puts for orders,
+//!   `BatchWriteItem` for trades (write-sharded per symbol), the standard AWS chain.
 //!
 //! # Invariants
 //! A record's offset is committed only once everything it implies is in the store (or, if
 //! the store refuses it for good, in the dead-letter topic); writing a record again never
 //! changes the store; an older event never overwrites a newer order state.
 
+pub mod dynamodb;
 pub mod framework;
 pub mod postgres;
 pub mod rows;
 
+pub use dynamodb::{DynamoConfig, DynamoSink};
 pub use framework::{Consumer, ConsumerConfig, ConsumerProbe, Item, PartitionStatus, RetryPolicy, Sink, SinkError};
 pub use postgres::{PostgresConfig, PostgresSink};

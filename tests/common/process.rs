@@ -19,12 +19,18 @@ pub fn free_port() -> u16 {
 
 /// Starts `tachyon run` on `dir` and `port` with `extra` arguments; waits until ready.
 pub async fn start(dir: &std::path::Path, port: u16, extra: &[&str]) -> Process {
+    start_with_env(dir, port, extra, &[]).await
+}
+
+/// [`start`] with environment variables added for the child.
+pub async fn start_with_env(dir: &std::path::Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Process {
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).expect("log file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tachyon"))
         .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "text"])
         .arg("--data-dir")
         .arg(dir)
         .args(extra)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(log)
         .spawn()

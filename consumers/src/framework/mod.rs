@@ -62,6 +62,12 @@ pub enum SinkError {
 
 /// A store the framework writes batches to.
 pub trait Sink: Send + Sync + 'static {
+    /// Sets the store up (schema, tables); called once at start, in the background. A
+    /// sink must also do it before its first write, since the store may be down at start.
+    fn prepare(&self) -> impl Future<Output = Result<(), SinkError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Writes consecutive records of one partition, idempotently: writing records again
     /// (alone or in another batch) must leave the store as writing them once did.
     fn write(&self, partition: u32, items: &[Item]) -> impl Future<Output = Result<(), SinkError>> + Send;
@@ -213,6 +219,12 @@ impl Consumer {
             writers.push(tokio::spawn(write_loop(ctx, Arc::clone(&sink), rx)));
             partitions.push(status);
         }
+        let (setup, group) = (Arc::clone(&sink), config.group.clone());
+        tokio::spawn(async move {
+            if let Err(error) = setup.prepare().await {
+                tracing::warn!(%group, %error, "store not set up yet; writes will retry");
+            }
+        });
         tracing::info!(group = %config.group, topic = %config.topic, "consumer started");
         let probe = Arc::new(ConsumerProbe { group: config.group.clone(), topic: config.topic, bus, partitions });
         Ok(Self { config, probe, stop, readers, writers })

@@ -138,12 +138,27 @@ impl PostgresSink {
         &self.pool
     }
 
+    async fn ensure_months(&self, client: &mut tokio_postgres::Client, months: &[i64]) -> Result<(), SinkError> {
+        let missing: Vec<i64> = {
+            let known = self.months.lock();
+            months.iter().copied().filter(|m| !known.contains(m)).collect()
+        };
+        if missing.is_empty() {
+            return Ok(());
+        }
+        schema::create_trade_partitions(client, &missing).await.map_err(|e| classify(&e))?;
+        self.months.lock().extend(missing);
+        Ok(())
+    }
+}
+
+impl Sink for PostgresSink {
     /// Connects, applies the migrations, records the symbols and creates the trade
     /// partitions of this month and the next `months_ahead`.
     ///
     /// # Errors
     /// As a write would report it (transient when the database is unreachable).
-    pub async fn prepare(&self) -> Result<(), SinkError> {
+    async fn prepare(&self) -> Result<(), SinkError> {
         self.ready
             .get_or_try_init(|| async {
                 let mut client = self.pool.get().await.map_err(|e| SinkError::Transient(e.to_string()))?;
@@ -163,22 +178,6 @@ impl PostgresSink {
             .await
             .map(drop)
     }
-
-    async fn ensure_months(&self, client: &mut tokio_postgres::Client, months: &[i64]) -> Result<(), SinkError> {
-        let missing: Vec<i64> = {
-            let known = self.months.lock();
-            months.iter().copied().filter(|m| !known.contains(m)).collect()
-        };
-        if missing.is_empty() {
-            return Ok(());
-        }
-        schema::create_trade_partitions(client, &missing).await.map_err(|e| classify(&e))?;
-        self.months.lock().extend(missing);
-        Ok(())
-    }
-}
-
-impl Sink for PostgresSink {
     async fn write(&self, _partition: u32, items: &[Item]) -> Result<(), SinkError> {
         self.prepare().await?;
         let outputs = items.iter().map(|i| &i.output);
