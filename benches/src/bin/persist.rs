@@ -53,20 +53,29 @@ struct Args {
     /// Records per write.
     #[arg(long, default_value_t = 2_000)]
     batch: usize,
+    /// Partitions written at once (each its own stream, symbol and connection), as the
+    /// consumer does with one writer per partition.
+    #[arg(long, default_value_t = 1)]
+    partitions: u32,
 }
 
 #[allow(clippy::print_stdout, reason = "the tool's report")]
 fn main() -> Result<()> {
     let args = Args::parse();
-    let (items, trades) = stream(args.rounds, args.levels);
-    println!("stream: {} outputs ({} commands), {trades} trades, batches of {}", items.len(), items.len(), args.batch);
+    let streams: Vec<(Vec<Item>, u64)> = (0..args.partitions).map(|p| stream(p, args.rounds, args.levels)).collect();
+    let outputs: usize = streams.iter().map(|s| s.0.len()).sum();
+    let trades: u64 = streams.iter().map(|s| s.1).sum();
+    println!(
+        "stream: {outputs} outputs over {} partitions, {trades} trades, batches of {}",
+        args.partitions, args.batch
+    );
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
         if let Some(url) = &args.postgres {
             let sink = PostgresSink::new(PostgresConfig::new(url), &default_symbols()).context("sink")?;
             sink.prepare().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            let (took, latency) = write_all(sink.as_ref(), &items, args.batch).await?;
-            report("postgres", items.len(), trades, took, &latency);
+            let (took, latency) = write_partitions(&sink, &streams, args.batch).await?;
+            report("postgres", outputs, trades, took, &latency);
             let client = sink.pool().get().await?;
             let rows: i64 = client
                 .query_one(
@@ -87,10 +96,10 @@ fn main() -> Result<()> {
             };
             let sink = DynamoSink::new(&aws, config.clone(), &default_symbols());
             sink.prepare().await.map_err(|e| anyhow::anyhow!("{e}"))?;
-            let (took, latency) = write_all(sink.as_ref(), &items, args.batch).await?;
-            report("dynamodb", items.len(), trades, took, &latency);
+            let (took, latency) = write_partitions(&sink, &streams, args.batch).await?;
+            report("dynamodb", outputs, trades, took, &latency);
             // Items the sink wrote: one per order (conditional puts) and one per trade.
-            let orders = items.len();
+            let orders = outputs;
             let written = orders + trades as usize;
             let sink_rate = written as f64 / took.as_secs_f64();
             let raw = raw_batch_writes(sink.client(), &config.trades_table(), written).await?;
@@ -100,27 +109,42 @@ fn main() -> Result<()> {
                  ratio {:.2}",
                 sink_rate / raw_rate
             );
+            // The same mix from a plain client: a conditional PutItem per order (what
+            // BatchWriteItem cannot do) and BatchWriteItem for the trades.
+            let puts = raw_conditional_puts(sink.client(), &config.orders_table(), orders).await?;
+            let trades_raw = raw_batch_writes(sink.client(), &config.trades_table(), trades as usize).await?;
+            let same_mix = puts + trades_raw;
+            println!(
+                "dynamodb: plain client, same mix ({orders} conditional PutItem + {trades} items by BatchWriteItem): \
+                 {:.2} s, {:.0} items/s; sink/plain ratio {:.2}",
+                same_mix.as_secs_f64(),
+                written as f64 / same_mix.as_secs_f64(),
+                same_mix.as_secs_f64() / took.as_secs_f64()
+            );
         }
         Ok(())
     })
 }
 
-/// The trade-heavy stream (see the module docs) as the consumer would read it.
-fn stream(rounds: usize, levels: usize) -> (Vec<Item>, u64) {
+/// The trade-heavy stream (see the module docs) of `partition` as the consumer would read
+/// it: its own symbol, order ids and sequences.
+fn stream(partition: u32, rounds: usize, levels: usize) -> (Vec<Item>, u64) {
     let symbols = default_symbols();
     let mut engine = Engine::new(EngineConfig { symbols, limits: RiskLimits { max_open_orders: 100_000 } });
     let now = Timestamp::now().0;
     let mut items = Vec::with_capacity(rounds * (levels + 1));
     let (mut id, mut trades) = (1u64, 0u64);
+    let id_base = u64::from(partition) << 40;
+    let symbol = SymbolId(partition + 1);
     let mut events = Vec::new();
     for round in 0..rounds {
         for level in 0..=levels {
             let taker = level == levels;
             let account = if taker { format!("taker{}", round % 8) } else { format!("mm{}", level % 8) };
             let command = Command::New(NewOrder {
-                order_id: OrderId(id),
+                order_id: OrderId(id_base + id),
                 account: AccountId::parse(&account).expect("valid account"),
-                symbol: SymbolId(1),
+                symbol,
                 side: if taker { Side::Buy } else { Side::Sell },
                 order_type: if taker { OrderType::Market } else { OrderType::Limit },
                 time_in_force: if taker { TimeInForce::Ioc } else { TimeInForce::Gtc },
@@ -135,7 +159,7 @@ fn stream(rounds: usize, levels: usize) -> (Vec<Item>, u64) {
             engine.process(&command, &mut events);
             trades += events.iter().filter(|e| matches!(e, Event::Trade(_))).count() as u64;
             let output = ShardOutput {
-                partition: 0,
+                partition,
                 seq: id,
                 input_offset: id - 1,
                 request_id: id,
@@ -151,13 +175,42 @@ fn stream(rounds: usize, levels: usize) -> (Vec<Item>, u64) {
     (items, trades)
 }
 
-async fn write_all<S: Sink>(sink: &S, items: &[Item], batch: usize) -> Result<(Duration, Histogram<u64>)> {
+/// Writes every partition's stream at once, one writer each; returns the wall time and
+/// the write latencies of all.
+async fn write_partitions<S: Sink>(
+    sink: &std::sync::Arc<S>,
+    streams: &[(Vec<Item>, u64)],
+    batch: usize,
+) -> Result<(Duration, Histogram<u64>)> {
+    let started = Instant::now();
+    let writers: Vec<_> = streams
+        .iter()
+        .enumerate()
+        .map(|(p, (items, _))| {
+            let (sink, items) = (std::sync::Arc::clone(sink), items.clone());
+            tokio::spawn(async move { write_all(sink.as_ref(), p as u32, &items, batch).await })
+        })
+        .collect();
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
+    for w in writers {
+        let (_, l) = w.await??;
+        latency.add(&l)?;
+    }
+    Ok((started.elapsed(), latency))
+}
+
+async fn write_all<S: Sink>(
+    sink: &S,
+    partition: u32,
+    items: &[Item],
+    batch: usize,
+) -> Result<(Duration, Histogram<u64>)> {
     let mut latency = Histogram::<u64>::new_with_bounds(1, 600_000_000, 3)?;
     let started = Instant::now();
     let mut last_report = Instant::now();
     for (i, chunk) in items.chunks(batch.max(1)).enumerate() {
         let t = Instant::now();
-        sink.write(0, chunk).await.map_err(|e| anyhow::anyhow!("write failed: {e}"))?;
+        sink.write(partition, chunk).await.map_err(|e| anyhow::anyhow!("write failed: {e}"))?;
         latency.record(t.elapsed().as_micros() as u64)?;
         if last_report.elapsed() >= Duration::from_secs(1) {
             last_report = Instant::now();
@@ -187,6 +240,40 @@ fn report(sink: &str, outputs: usize, trades: u64, took: Duration, latency: &His
         latency.value_at_quantile(0.99) as f64 / 1_000.0,
         latency.max() as f64 / 1_000.0
     );
+}
+
+/// Times a plain client writing `count` order-sized items with a conditional `PutItem`
+/// each (the sink's condition), 16 in flight.
+async fn raw_conditional_puts(client: &aws_sdk_dynamodb::Client, table: &str, count: usize) -> Result<Duration> {
+    use futures_util::stream::{self, StreamExt, TryStreamExt};
+    let started = Instant::now();
+    stream::iter((0..count).map(|i| async move {
+        let n = |v: usize| AttributeValue::N(v.to_string());
+        let s = |v: &str| AttributeValue::S(v.to_owned());
+        client
+            .put_item()
+            .table_name(table)
+            .item("order_id", n(1_000_000_000 + i))
+            .item("account", s("raw"))
+            .item("symbol", s("RAW"))
+            .item("side", s("sell"))
+            .item("status", s("filled"))
+            .item("quantity_lots", n(1))
+            .item("filled_lots", n(1))
+            .item("created_us", n(i))
+            .item("version", n(i))
+            .condition_expression("attribute_not_exists(#k) OR #v < :v")
+            .expression_attribute_names("#k", "order_id")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":v", n(i))
+            .send()
+            .await?;
+        Ok::<(), anyhow::Error>(())
+    }))
+    .buffer_unordered(16)
+    .try_collect::<Vec<()>>()
+    .await?;
+    Ok(started.elapsed())
 }
 
 /// Times a plain client writing `count` trade-sized items with `BatchWriteItem` (25 per
