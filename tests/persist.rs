@@ -7,6 +7,8 @@
 mod common;
 #[path = "support/dynamodb.rs"]
 mod ddb;
+#[path = "support/local_server.rs"]
+mod local_server;
 #[path = "support/postgres.rs"]
 mod pg;
 

@@ -7,6 +7,8 @@
 mod common;
 #[path = "../../tests/support/dynamodb.rs"]
 mod ddb;
+#[path = "../../tests/support/local_server.rs"]
+mod local_server;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};

@@ -3,6 +3,8 @@
 //! bad records dead-lettered by the consumer while the rest is persisted, migrations.
 
 mod common;
+#[path = "../../tests/support/local_server.rs"]
+mod local_server;
 #[path = "../../tests/support/postgres.rs"]
 mod pg;
 

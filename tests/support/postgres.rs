@@ -4,45 +4,22 @@
 //! `TACHYON_TEST_POSTGRES_URL`; without that variable (a lone `cargo test`) the first test
 //! that needs it starts one for this process, and a watchdog stops it when the process
 //! exits. Each test gets a database of its own ([`fresh_database`]). A test that stops its
-//! server starts a private one with [`Private::start`].
+//! server starts a private one with [`Private::start`]. The test crate declares
+//! `local_server` (`support/local_server.rs`) beside this module.
 
 #![allow(dead_code, reason = "each test file uses a different part")]
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::OnceLock;
 
 use deadpool_postgres::tokio_postgres::{self, NoTls};
 
-/// `infra/local/postgres.sh` of this clone (found from whichever crate's tests run).
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .map(|d| d.join("infra/local/postgres.sh"))
-        .find(|p| p.exists())
-        .expect("infra/local/postgres.sh above the crate")
-}
+use crate::local_server::{self, free_port, run};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).expect("a free port").port()
-}
-
-/// Runs the script; returns its last line (the URL, for `start`).
 fn run_script(command: &str, port: u16, dir: &Path) -> String {
-    let out = Command::new("bash")
-        .arg(script())
-        .args([command, &port.to_string()])
-        .arg(dir)
-        .output()
-        .expect("infra/local/postgres.sh runs");
-    assert!(
-        out.status.success(),
-        "postgres.sh {command} failed: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).lines().last().unwrap_or_default().trim().to_owned()
+    run(&local_server::script("postgres.sh"), command, port, dir)
 }
 
 /// A server of this test's own (for tests that stop and start it).
@@ -78,38 +55,15 @@ impl Private {
 
 impl Drop for Private {
     fn drop(&mut self) {
-        let _ = Command::new("bash").arg(script()).args(["stop", &self.port.to_string()]).arg(self.dir.path()).output();
+        let script = local_server::script("postgres.sh");
+        let _ = Command::new("bash").arg(script).args(["stop", &self.port.to_string()]).arg(self.dir.path()).output();
     }
 }
 
 /// The shared server's URL (see the module docs).
 pub fn server_url() -> String {
     static URL: OnceLock<String> = OnceLock::new();
-    URL.get_or_init(|| {
-        if let Ok(url) = std::env::var("TACHYON_TEST_POSTGRES_URL") {
-            return url;
-        }
-        let dir = std::env::temp_dir().join(format!("tachyon-test-pg-{}", std::process::id()));
-        let port = free_port();
-        let url = run_script("start", port, &dir);
-        // Stops the server (and removes it) once this test process is gone.
-        let watchdog = format!(
-            "while kill -0 {pid} 2>/dev/null; do sleep 1; done; bash '{script}' stop {port} '{dir}'; rm -rf '{dir}'",
-            pid = std::process::id(),
-            script = script().display(),
-            dir = dir.display()
-        );
-        // `setsid -f` forks the watchdog into its own session and returns at once.
-        Command::new("setsid")
-            .args(["-f", "bash", "-c", &watchdog])
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .expect("watchdog starts");
-        url
-    })
-    .clone()
+    URL.get_or_init(|| local_server::shared("postgres.sh", "TACHYON_TEST_POSTGRES_URL")).clone()
 }
 
 fn with_database(server: &str, name: &str) -> String {
