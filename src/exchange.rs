@@ -22,10 +22,12 @@ use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig, FsyncPolicy, JournalCon
 use tachyon_consumers::{Consumer, ConsumerProbe, DynamoSink, PostgresSink};
 use tachyon_engine::runner::{run_shard, ShardConfig, ShardStatus, SnapshotStore};
 use tachyon_gateway::feed::{spawn_feeds, FeedPosition};
-use tachyon_gateway::{Gateway, KeyRing, Probe, Symbols};
+use tachyon_gateway::history::Pending;
+use tachyon_gateway::{Gateway, History, KeyRing, Probe, Symbols};
+use tachyon_proto::api::{AccountFill, Order};
 use tachyon_proto::latency::Latency;
 use tachyon_proto::metrics::MetricsText;
-use tachyon_proto::Topic;
+use tachyon_proto::{AccountId, OrderId, SymbolId, Topic};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -155,10 +157,18 @@ pub async fn run(
 
     let symbols = Arc::new(Symbols::new(engine_config.symbols.clone(), config.partitions));
     let dyn_bus: Arc<dyn Backbone> = bus.clone();
-    let gateway = Arc::new(Gateway::new(config.gateway(), symbols, keys, Arc::clone(&dyn_bus)).with_latency(latency));
+    let postgres = match config.postgres_config().map_err(|e| anyhow::anyhow!("postgres.url: {e}"))? {
+        Some(pg) => Some(PostgresSink::new(pg, &engine_config.symbols).context("PostgreSQL sink")?),
+        None => None,
+    };
+    let mut gateway = Gateway::new(config.gateway(), symbols, keys, Arc::clone(&dyn_bus)).with_latency(latency);
+    if let Some(sink) = &postgres {
+        gateway = gateway.with_history(Arc::new(PostgresHistory(Arc::clone(sink))));
+    }
+    let gateway = Arc::new(gateway);
     let stop_feeds = Arc::new(AtomicBool::new(false));
     let (feeds, feed_threads) = spawn_feeds(&gateway, &dyn_bus, &stop_feeds)?;
-    let consumers = start_consumers(&config, &engine_config.symbols, &dyn_bus).await?;
+    let consumers = start_consumers(&config, &engine_config.symbols, &dyn_bus, postgres).await?;
     let probe = Arc::new(ExchangeProbe {
         bus: Arc::clone(&bus),
         shards: statuses.clone(),
@@ -210,10 +220,10 @@ async fn start_consumers(
     config: &Config,
     symbols: &[tachyon_proto::SymbolSpec],
     bus: &Arc<dyn Backbone>,
+    postgres: Option<Arc<PostgresSink>>,
 ) -> Result<Vec<Consumer>> {
     let mut consumers = Vec::new();
-    if let Some(pg) = config.postgres_config().map_err(|e| anyhow::anyhow!("postgres.url: {e}"))? {
-        let sink = PostgresSink::new(pg, symbols).context("PostgreSQL sink")?;
+    if let Some(sink) = postgres {
         let consumer = Consumer::start(Arc::clone(bus), sink, config.consumer(POSTGRES_GROUP))
             .context("starting the PostgreSQL consumer")?;
         consumers.push(consumer);
@@ -232,6 +242,19 @@ async fn start_consumers(
         consumers.push(consumer);
     }
     Ok(consumers)
+}
+
+/// The gateway's lookups beyond memory, answered by the PostgreSQL the exchange persists to.
+struct PostgresHistory(Arc<PostgresSink>);
+
+impl History for PostgresHistory {
+    fn order(&self, id: OrderId) -> Pending<'_, Option<(AccountId, Order)>> {
+        Box::pin(async move { self.0.order(id).await.map_err(|e| e.to_string()) })
+    }
+
+    fn fills(&self, account: AccountId, symbol: Option<SymbolId>, limit: usize) -> Pending<'_, Vec<AccountFill>> {
+        Box::pin(async move { self.0.account_fills(account, symbol, limit).await.map_err(|e| e.to_string()) })
+    }
 }
 
 /// The PostgreSQL persister's consumer group.

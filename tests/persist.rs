@@ -322,3 +322,69 @@ async fn the_binary_persists_to_postgres_and_dynamodb_at_once() {
         assert_eq!(in_pg[&field("order_id")], (field("status"), field("filled_lots")));
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn orders_and_fills_beyond_memory_are_served_from_postgres() {
+    let url = pg::fresh_database("history").await;
+    let server = Server::start_with(|c| {
+        persist_to(c, &url);
+        // Memory keeps almost nothing: lookups must reach PostgreSQL.
+        c.gateway.max_closed_orders = 10;
+        c.gateway.max_fills_per_account = 5;
+    })
+    .await;
+    let clients: Vec<Client> = ACCOUNTS.iter().map(|a| server.client(a)).collect();
+    let ids = trade(&clients, 0..8, false).await;
+    wait_persisted(&server.base).await;
+    let db = pg::connect(&url).await;
+
+    for (who, id) in &ids {
+        let a = clients[*who].get(&format!("/v1/orders/{id}")).await;
+        assert_eq!(a.status, 200, "order {id}: {}", a.body);
+        let row = db
+            .query_one("SELECT status, account FROM orders WHERE order_id = $1", &[&id.parse::<i64>().expect("id")])
+            .await
+            .expect("persisted");
+        assert_eq!(a.body["status"], row.get::<_, &str>(0));
+        assert_eq!(a.body["account_id"], row.get::<_, &str>(1));
+        let fills = a.body["fills"].as_array().expect("fills").len();
+        let filled = a.body["filled_quantity"].as_str().expect("filled");
+        assert_eq!(fills == 0, filled == "0", "order {id}: fills and filled quantity agree");
+        // Another account's order is refused, from history as from memory.
+        let other = &clients[(*who + 1) % clients.len()];
+        other.get(&format!("/v1/orders/{id}")).await.expect_error(403, "not_order_owner");
+    }
+    clients[0].get("/v1/orders/123456789").await.expect_error(404, "order_not_found");
+
+    for (who, account) in ACCOUNTS.iter().enumerate() {
+        let a = clients[who].get("/v1/fills?limit=1000").await;
+        assert_eq!(a.status, 200);
+        let got: Vec<(String, String)> = a
+            .body
+            .as_array()
+            .expect("fills")
+            .iter()
+            .map(|f| (f["trade_id"].as_str().expect("id").to_owned(), f["liquidity"].as_str().expect("l").to_owned()))
+            .collect();
+        let rows = db
+            .query(
+                "SELECT trade_id, liquidity FROM fills WHERE account = $1 ORDER BY executed_at DESC, trade_id DESC",
+                &[account],
+            )
+            .await
+            .expect("fills");
+        let expected: Vec<(String, String)> =
+            rows.iter().map(|r| (r.get::<_, i64>(0).to_string(), r.get::<_, String>(1))).collect();
+        assert!(expected.len() > 5, "{account} has more fills than memory keeps");
+        assert_eq!(got.len(), expected.len(), "{account}: every fill, each once");
+        let mut sorted_got = got.clone();
+        let mut sorted_expected = expected.clone();
+        sorted_got.sort();
+        sorted_expected.sort();
+        assert_eq!(sorted_got, sorted_expected, "{account}");
+        let stamps: Vec<&str> =
+            a.body.as_array().expect("fills").iter().map(|f| f["timestamp"].as_str().expect("ts")).collect();
+        assert!(stamps.windows(2).all(|w| w[0] >= w[1]), "{account}: newest first");
+    }
+    server.stop().await.expect("stops cleanly");
+}

@@ -8,6 +8,7 @@
 //! - [`orders`]: every account's orders and fills, kept from the executions topic;
 //!   [`market`]: books, trades, tickers and candles kept from the market-data topic;
 //!   [`feed`]: the threads that read both topics.
+//! - [`history`]: orders and fills beyond memory, from a store (PostgreSQL) when configured.
 //! - [`auth`] (API keys any gateway sharing the secret can verify), [`rate_limit`]
 //!   (per-key token buckets), [`idempotency`] (replay by `Idempotency-Key`), [`error`]
 //!   (the API's error shape), [`metrics`], [`openapi`].
@@ -20,6 +21,7 @@
 pub mod auth;
 pub mod error;
 pub mod feed;
+pub mod history;
 pub mod idempotency;
 pub mod market;
 pub mod metrics;
@@ -34,6 +36,7 @@ pub mod ws;
 
 pub use auth::{ApiKey, AuthError, KeyRing};
 pub use error::ApiError;
+pub use history::History;
 pub use idempotency::{Begin, IdempotencyConfig, IdempotencyStore, StoredResponse, Ticket};
 pub use rate_limit::{Decision, RateLimitConfig, RateLimiter};
 pub use rest::Probe;

@@ -390,7 +390,7 @@ async fn get_order(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
 ) -> ApiResult {
-    let order = state.gateway.order(caller.0, Gateway::order_id(&id)?)?;
+    let order = state.gateway.find_order(caller.0, Gateway::order_id(&id)?).await?;
     Ok(ApiResponse::json(StatusCode::OK, &order))
 }
 
@@ -474,7 +474,7 @@ async fn fills(
     let q = parse_query(query)?;
     let gw = &state.gateway;
     let symbol = gw.symbol_filter(q.symbol.as_deref())?;
-    let fills = gw.orders.fills(caller.0, symbol, q.limit.unwrap_or(100).clamp(1, 1000));
+    let fills = gw.fills(caller.0, symbol, q.limit.unwrap_or(100).clamp(1, 1000)).await?;
     Ok(ApiResponse::json(StatusCode::OK, &fills))
 }
 

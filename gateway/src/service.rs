@@ -26,6 +26,7 @@ use tachyon_proto::{
 use tokio::sync::oneshot;
 
 use crate::error::ApiError;
+use crate::history::History;
 use crate::idempotency::{IdempotencyConfig, IdempotencyStore};
 use crate::market::MarketData;
 use crate::metrics::Metrics;
@@ -100,6 +101,7 @@ pub struct Gateway {
     pending: Mutex<HashMap<u64, oneshot::Sender<Arc<ShardOutput>>>>,
     ready: AtomicBool,
     latency: Arc<Latency>,
+    history: Option<Arc<dyn History>>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -149,6 +151,7 @@ impl Gateway {
             pending: Mutex::new(HashMap::new()),
             ready: AtomicBool::new(false),
             latency: Arc::default(),
+            history: None,
             config,
         }
     }
@@ -211,6 +214,13 @@ impl Gateway {
     #[must_use]
     pub fn with_latency(mut self, latency: Arc<Latency>) -> Self {
         self.latency = latency;
+        self
+    }
+
+    /// Answers lookups beyond memory (evicted orders, old fills) from `history`.
+    #[must_use]
+    pub fn with_history(mut self, history: Arc<dyn History>) -> Self {
+        self.history = Some(history);
         self
     }
 
@@ -483,6 +493,47 @@ impl Gateway {
             return Err(ApiError::not_yours());
         }
         self.orders.render(id).ok_or_else(ApiError::order_not_found)
+    }
+
+    /// The account's own order, from memory or, for one memory no longer holds, from the
+    /// history store.
+    ///
+    /// # Errors
+    /// 404 unknown, 403 another account's, 503 when the history store cannot answer.
+    pub async fn find_order(&self, account: AccountId, id: OrderId) -> Result<Order, ApiError> {
+        if self.orders.get(id).is_some() {
+            return self.order(account, id);
+        }
+        let Some(history) = &self.history else { return Err(ApiError::order_not_found()) };
+        match history.order(id).await {
+            Ok(Some((owner, order))) if owner == account => Ok(order),
+            Ok(Some(_)) => Err(ApiError::not_yours()),
+            Ok(None) => Err(ApiError::order_not_found()),
+            Err(e) => Err(ApiError::unavailable(format!("the order history is unavailable: {e}"))),
+        }
+    }
+
+    /// The account's newest `limit` fills: from memory, completed from the history store
+    /// once memory has dropped some of the account's older fills.
+    ///
+    /// # Errors
+    /// 503 when the history store is needed and cannot answer.
+    pub async fn fills(
+        &self,
+        account: AccountId,
+        symbol: Option<SymbolId>,
+        limit: usize,
+    ) -> Result<Vec<tachyon_proto::api::AccountFill>, ApiError> {
+        let memory = self.orders.fills(account, symbol, limit);
+        let Some(history) = &self.history else { return Ok(memory) };
+        if memory.len() >= limit || self.orders.fills_complete(account) {
+            return Ok(memory);
+        }
+        let stored = history
+            .fills(account, symbol, limit)
+            .await
+            .map_err(|e| ApiError::unavailable(format!("the fill history is unavailable: {e}")))?;
+        Ok(crate::history::merge_fills(memory, stored, limit))
     }
 
     /// Resolves an optional symbol filter.

@@ -5,6 +5,8 @@
 //! - [`rows`](self::write): the batch's rows as column arrays and the statements that
 //!   write them: multi-row `INSERT … SELECT FROM UNNEST(…)`, one round trip per table.
 //!
+//! - `read`: orders and fills for the gateway, beyond what it keeps in memory.
+//!
 //! A batch is one transaction: load the stored state of the orders it touches, fold the
 //! batch over it ([`crate::rows::build`]), upsert the orders that changed (only over an
 //! older version), insert order events, trades and fills (`ON CONFLICT DO NOTHING`).
@@ -13,6 +15,7 @@
 //! shutting down, serialization failures, a missing table) is transient, so a broken
 //! database stops the consumer instead of dead-lettering everything.
 
+mod read;
 pub mod schema;
 mod write;
 

@@ -65,12 +65,7 @@ pub async fn write_batch<'a>(
     let ids = touched_orders(batch.clone()).iter().map(|o| id(o.0)).collect::<Result<Vec<i64>, _>>()?;
     let tx = client.transaction().await.map_err(|e| classify(&e))?;
     let load = tx
-        .prepare_cached(
-            "SELECT order_id, account, symbol, side, order_type, time_in_force, post_only, price_ticks,
-                    quantity_lots, filled_lots, filled_notional::text, client_order_id, status, reject_reason,
-                    cancel_reason, tachyon_us(created_at), tachyon_us(updated_at), shard, shard_seq
-             FROM orders WHERE order_id = ANY($1)",
-        )
+        .prepare_cached(&format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = ANY($1)"))
         .await
         .map_err(|e| classify(&e))?;
     let stored = tx.query(&load, &[&ids]).await.map_err(|e| classify(&e))?;
@@ -83,8 +78,13 @@ pub async fn write_batch<'a>(
     tx.commit().await.map_err(|e| classify(&e))
 }
 
-/// A stored order back from its row.
-fn stored_order(row: &Row, symbols: &HashMap<&str, SymbolId>) -> Result<StoredOrder, SinkError> {
+/// The columns [`stored_order`] reads, in its order.
+pub const ORDER_COLUMNS: &str = "order_id, account, symbol, side, order_type, time_in_force, post_only, price_ticks, \
+     quantity_lots, filled_lots, filled_notional::text, client_order_id, status, reject_reason, cancel_reason, \
+     tachyon_us(created_at), tachyon_us(updated_at), shard, shard_seq";
+
+/// A stored order back from its row (selected as [`ORDER_COLUMNS`]).
+pub fn stored_order(row: &Row, symbols: &HashMap<&str, SymbolId>) -> Result<StoredOrder, SinkError> {
     let bad = |column: &str| permanent(format!("orders row has an invalid {column}"));
     let text = |i: usize| -> Result<&str, SinkError> { row.try_get(i).map_err(permanent) };
     let opt_text = |i: usize| -> Result<Option<&str>, SinkError> { row.try_get(i).map_err(permanent) };

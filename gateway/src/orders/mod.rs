@@ -185,6 +185,11 @@ impl OrderStore {
             .collect()
     }
 
+    /// `true` while memory holds every fill the account ever had (none dropped yet).
+    pub fn fills_complete(&self, account: AccountId) -> bool {
+        self.inner.read().fills.get(&account).is_none_or(|f| f.len() < self.limits.max_fills_per_account)
+    }
+
     /// `true` if the account has an open order with this client order id.
     pub fn client_order_id_in_use(&self, account: AccountId, client_order_id: ClientOrderId) -> bool {
         self.inner.read().client_ids.contains_key(&(account, client_order_id))
