@@ -100,6 +100,8 @@ pub struct PersistSettings {
     pub circuit_max_open_ms: u64,
     /// On shutdown, how long the consumers may take to write what the engine published.
     pub drain_timeout_secs: u64,
+    /// How often each store is checked for `/readyz` (besides every write).
+    pub store_check_ms: u64,
 }
 
 /// PostgreSQL persistence (off unless `url` is set).
@@ -288,6 +290,7 @@ impl Default for PersistSettings {
             circuit_open_ms: c.retry.open_for.as_millis() as u64,
             circuit_max_open_ms: c.retry.max_open.as_millis() as u64,
             drain_timeout_secs: 10,
+            store_check_ms: c.check_every.as_millis() as u64,
         }
     }
 }
@@ -558,6 +561,7 @@ impl Config {
         let mut c = ConsumerConfig::new(group, tachyon_proto::Topic::Executions);
         c.batch_max = p.batch_max;
         c.poll_ms = p.poll_ms;
+        c.check_every = Duration::from_millis(p.store_check_ms);
         c.retry = RetryPolicy {
             attempts: p.retry_attempts,
             base_backoff: Duration::from_millis(p.retry_base_ms),

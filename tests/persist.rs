@@ -37,6 +37,7 @@ fn persist_to(config: &mut Config, url: &str) {
     config.persist.retry_max_ms = 20;
     config.persist.circuit_open_ms = 50;
     config.persist.circuit_max_open_ms = 200;
+    config.persist.store_check_ms = 100;
 }
 
 /// A batch of 100 orders that rest and cross (limits around 100, some IOC and market).
@@ -183,7 +184,11 @@ async fn a_database_outage_mid_stream_is_reported_and_caught_up() {
 
     private.restart();
     wait_persisted(&server.base).await;
-    assert_eq!(public.get("/readyz").await.status, 200, "ready again once the database is back");
+    let until = Instant::now() + Duration::from_secs(60);
+    while public.get("/readyz").await.status != 200 {
+        assert!(Instant::now() < until, "/readyz never recovered after the database came back");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let db = pg::connect(&url).await;
     assert_db_matches_api(&db, &server.base, &clients, &ids).await;
     server.stop().await.expect("stops cleanly");

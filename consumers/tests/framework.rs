@@ -29,6 +29,13 @@ struct TestSink {
 }
 
 impl Sink for TestSink {
+    async fn check(&self) -> Result<(), SinkError> {
+        if self.down.load(Ordering::Acquire) {
+            return Err(SinkError::Transient("store down".into()));
+        }
+        Ok(())
+    }
+
     async fn write(&self, partition: u32, items: &[Item]) -> Result<(), SinkError> {
         if self.down.load(Ordering::Acquire) {
             return Err(SinkError::Transient("store down".into()));
@@ -48,6 +55,7 @@ impl Sink for TestSink {
 fn fast(group: &str) -> ConsumerConfig {
     let mut c = ConsumerConfig::new(group, Topic::Executions);
     c.batch_max = 64;
+    c.check_every = Duration::from_millis(100);
     c.retry = RetryPolicy {
         attempts: 2,
         base_backoff: Duration::from_millis(1),
@@ -181,4 +189,19 @@ async fn shutdown_gives_up_at_its_deadline_while_the_store_is_down() {
     wait_until("the circuit opens", || !consumer.probe().ready()).await;
     consumer.shutdown(Instant::now() + Duration::from_millis(200)).await;
     assert_eq!(committed(bus.as_ref(), "g5", 0), 0, "nothing written, nothing committed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_is_down_is_reported_even_with_nothing_to_write() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bus = bus(dir.path(), 1);
+    let sink = Arc::new(TestSink::default());
+    let consumer = Consumer::start(bus.clone(), Arc::clone(&sink), fast("g6")).expect("starts");
+    let probe = consumer.probe();
+    assert!(probe.ready());
+    sink.down.store(true, Ordering::Release);
+    wait_until("the store check fails", || !probe.ready()).await;
+    sink.down.store(false, Ordering::Release);
+    wait_until("the store check passes", || probe.ready()).await;
+    consumer.shutdown(Instant::now() + Duration::from_secs(10)).await;
 }

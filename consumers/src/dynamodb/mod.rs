@@ -183,6 +183,11 @@ impl DynamoSink {
 }
 
 impl Sink for DynamoSink {
+    async fn check(&self) -> Result<(), SinkError> {
+        self.prepare().await?;
+        self.client.describe_table().table_name(self.config.orders_table()).send().await.map(drop).map_err(classify)
+    }
+
     /// Creates the tables if configured to (once; retried by writes until it worked).
     ///
     /// # Errors

@@ -68,6 +68,11 @@ pub trait Sink: Send + Sync + 'static {
         async { Ok(()) }
     }
 
+    /// Checks that the store answers (for readiness while there is nothing to write).
+    fn check(&self) -> impl Future<Output = Result<(), SinkError>> + Send {
+        async { Ok(()) }
+    }
+
     /// Writes consecutive records of one partition, idempotently: writing records again
     /// (alone or in another batch) must leave the store as writing them once did.
     fn write(&self, partition: u32, items: &[Item]) -> impl Future<Output = Result<(), SinkError>> + Send;
@@ -86,11 +91,21 @@ pub struct ConsumerConfig {
     /// Decoded batches queued between a partition's reader and its writer.
     pub read_ahead: usize,
     pub retry: RetryPolicy,
+    /// How often the store is checked for readiness (besides every write).
+    pub check_every: Duration,
 }
 
 impl ConsumerConfig {
     pub fn new(group: impl Into<String>, topic: Topic) -> Self {
-        Self { group: group.into(), topic, batch_max: 2_000, poll_ms: 20, read_ahead: 4, retry: RetryPolicy::default() }
+        Self {
+            group: group.into(),
+            topic,
+            batch_max: 2_000,
+            poll_ms: 20,
+            read_ahead: 4,
+            retry: RetryPolicy::default(),
+            check_every: Duration::from_secs(5),
+        }
     }
 }
 
@@ -129,6 +144,8 @@ pub struct ConsumerProbe {
     topic: Topic,
     bus: Arc<dyn Backbone>,
     partitions: Vec<Arc<PartitionStatus>>,
+    /// The last periodic check of the store succeeded.
+    store_up: AtomicBool,
 }
 
 impl std::fmt::Debug for ConsumerProbe {
@@ -147,9 +164,9 @@ impl ConsumerProbe {
         &self.partitions
     }
 
-    /// `false` while any partition's circuit is open (its store is down).
+    /// `false` while the store failed its last check or any partition's circuit is open.
     pub fn ready(&self) -> bool {
-        self.partitions.iter().all(|p| !p.circuit_open.load(Ordering::Acquire))
+        self.store_up.load(Ordering::Acquire) && self.partitions.iter().all(|p| !p.circuit_open.load(Ordering::Acquire))
     }
 
     /// Records of the topic not yet committed by this consumer, per partition.
@@ -178,6 +195,11 @@ impl ConsumerProbe {
             out.counter("tachyon_consumer_dead_letters_total", &labels, load(&p.dead_letters));
             out.gauge("tachyon_consumer_circuit_open", &labels, u8::from(p.circuit_open.load(Ordering::Relaxed)));
         }
+        out.gauge(
+            "tachyon_consumer_store_up",
+            &[("consumer", self.group.as_str())],
+            u8::from(self.store_up.load(Ordering::Relaxed)),
+        );
     }
 }
 
@@ -219,14 +241,15 @@ impl Consumer {
             writers.push(tokio::spawn(write_loop(ctx, Arc::clone(&sink), rx)));
             partitions.push(status);
         }
-        let (setup, group) = (Arc::clone(&sink), config.group.clone());
-        tokio::spawn(async move {
-            if let Err(error) = setup.prepare().await {
-                tracing::warn!(%group, %error, "store not set up yet; writes will retry");
-            }
-        });
         tracing::info!(group = %config.group, topic = %config.topic, "consumer started");
-        let probe = Arc::new(ConsumerProbe { group: config.group.clone(), topic: config.topic, bus, partitions });
+        let probe = Arc::new(ConsumerProbe {
+            group: config.group.clone(),
+            topic: config.topic,
+            bus,
+            partitions,
+            store_up: AtomicBool::new(true),
+        });
+        writers.push(tokio::spawn(watch_store(sink, Arc::clone(&probe), config.check_every, stop.subscribe())));
         Ok(Self { config, probe, stop, readers, writers })
     }
 
@@ -250,6 +273,44 @@ impl Consumer {
         })
         .await;
         tracing::info!(group = %self.config.group, "consumer stopped");
+    }
+}
+
+/// Sets the store up, then checks it every `every` until shutdown, keeping the probe's
+/// `store_up` current (so a store that is down shows even with nothing to write).
+async fn watch_store<S: Sink>(
+    sink: Arc<S>,
+    probe: Arc<ConsumerProbe>,
+    every: Duration,
+    mut stop: watch::Receiver<Option<Instant>>,
+) {
+    let group = probe.group.clone();
+    if let Err(error) = sink.prepare().await {
+        tracing::warn!(%group, %error, "store not set up yet; writes will retry");
+    }
+    loop {
+        let checked = tokio::select! {
+            checked = tokio::time::timeout(every.max(Duration::from_millis(100)), sink.check()) => checked,
+            _ = stop.changed() => return,
+        };
+        let up = match checked {
+            Ok(Ok(())) => true,
+            Ok(Err(error)) => {
+                if probe.store_up.load(Ordering::Acquire) {
+                    tracing::error!(%group, %error, "store check failed: not ready");
+                }
+                false
+            }
+            Err(_) => false,
+        };
+        if up && !probe.store_up.load(Ordering::Acquire) {
+            tracing::info!(%group, "store check passed: ready");
+        }
+        probe.store_up.store(up, Ordering::Release);
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 

@@ -156,6 +156,12 @@ impl PostgresSink {
 }
 
 impl Sink for PostgresSink {
+    async fn check(&self) -> Result<(), SinkError> {
+        self.prepare().await?;
+        let client = self.pool.get().await.map_err(|e| SinkError::Transient(e.to_string()))?;
+        client.simple_query("SELECT 1").await.map(drop).map_err(|e| classify(&e))
+    }
+
     /// Connects, applies the migrations, records the symbols and creates the trade
     /// partitions of this month and the next `months_ahead`.
     ///
