@@ -113,9 +113,15 @@ fn run(cli: Cli) -> Result<()> {
             let config = config::Config::load(&overrides)?;
             let engine = config.validate()?;
             let (rate, idem) = (config.rate_limit(), config.idempotency());
+            let postgres = config.postgres_config().ok().flatten().map(|p| format!("{p:?}"));
+            let dynamodb = config.dynamo_config().map(|d| {
+                let endpoint =
+                    if config.dynamodb.endpoint_url.is_empty() { "AWS" } else { &config.dynamodb.endpoint_url };
+                format!("tables {}_*, endpoint {endpoint}", d.table_prefix)
+            });
             println!(
                 "configuration OK: listen {}, data_dir {}, {} partitions, {} symbols, fsync {:?}, \
-                 rate limit {}/s (burst {}), idempotency ttl {:?}",
+                 rate limit {}/s (burst {}), idempotency ttl {:?}, postgres {}, dynamodb {}",
                 config.listen,
                 config.data_dir.display(),
                 config.partitions,
@@ -123,7 +129,9 @@ fn run(cli: Cli) -> Result<()> {
                 config.journal().fsync,
                 rate.per_second,
                 rate.burst,
-                idem.ttl
+                idem.ttl,
+                postgres.as_deref().unwrap_or("off"),
+                dynamodb.as_deref().unwrap_or("off"),
             );
         }
     }

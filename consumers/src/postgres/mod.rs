@@ -207,3 +207,20 @@ fn classify(error: &tokio_postgres::Error) -> SinkError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_reach_logs_or_debug_output() {
+        assert_eq!(redact("postgres://app:s3cret@db:5432/x"), "postgres://app:***@db:5432/x");
+        assert_eq!(redact("postgres://app@db/x"), "postgres://app@db/x");
+        assert_eq!(redact("host=db user=app"), "host=db user=app");
+        let debug = format!("{:?}", PostgresConfig::new("postgres://app:s3cret@db:5432/x"));
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert!(check_url("postgres://app:s3cret@db:5432/x").is_ok());
+        let error = check_url("postgres://app:s3cret@db:notaport/x").expect_err("invalid");
+        assert!(!error.contains("s3cret"), "{error}");
+    }
+}
