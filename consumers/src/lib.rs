@@ -23,6 +23,7 @@ pub mod dynamodb;
 pub mod framework;
 pub mod postgres;
 pub mod rows;
+pub mod symbols;
 
 pub use dynamodb::{DynamoConfig, DynamoSink};
 pub use framework::{Consumer, ConsumerConfig, ConsumerProbe, Item, PartitionStatus, RetryPolicy, Sink, SinkError};

@@ -160,7 +160,7 @@ pub fn build<'a>(batch: impl IntoIterator<Item = &'a ShardOutput>, stored: Vec<S
                     }
                     effect => {
                         let Some((loaded, stored, dirty)) = orders.get_mut(&id) else { continue };
-                        if output.seq <= *loaded && stored.shard == output.partition {
+                        if output.seq <= *loaded {
                             continue; // Already stored.
                         }
                         stored.record.apply(&effect);

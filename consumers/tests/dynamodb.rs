@@ -15,19 +15,13 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use aws_sdk_dynamodb::Client;
-use common::{bus, expected_orders, outputs, publish, publish_raw, symbols, trade_count, wait_until};
+use common::{
+    bus, dead_letters, expected_orders, items, outputs, publish, publish_raw, symbols, trade_count, wait_until,
+};
 use tachyon_bus::Backbone;
-use tachyon_consumers::{Consumer, ConsumerConfig, DynamoConfig, DynamoSink, Item, Sink};
-use tachyon_proto::wire::{encode, ShardOutput};
+use tachyon_consumers::{Consumer, ConsumerConfig, DynamoConfig, DynamoSink, Sink};
+use tachyon_proto::wire::ShardOutput;
 use tachyon_proto::{SymbolId, Topic};
-
-fn items(outputs: &[ShardOutput]) -> Vec<Item> {
-    outputs
-        .iter()
-        .enumerate()
-        .map(|(i, o)| Item { offset: i as u64, payload: encode(o).expect("encodes").into(), output: o.clone() })
-        .collect()
-}
 
 fn config(label: &str) -> DynamoConfig {
     DynamoConfig { table_prefix: ddb::table_prefix(label), create_tables: true, ..DynamoConfig::default() }
@@ -127,11 +121,9 @@ async fn the_consumer_dead_letters_a_bad_record_and_persists_the_rest() {
     .await;
     consumer.shutdown(Instant::now() + Duration::from_secs(10)).await;
     assert_matches(sink.client(), &config, &stream).await;
-    let mut reader = bus.reader(Topic::DeadLetter, 0, 0).expect("reader");
-    let mut letters = Vec::new();
-    reader.poll(&mut letters, 10, Duration::from_secs(5)).expect("reads");
+    let letters = dead_letters(bus.as_ref());
     assert_eq!(letters.len(), 1);
-    let letter: serde_json::Value = serde_json::from_slice(&letters[0].payload).expect("JSON");
+    let letter = &letters[0];
     assert_eq!(letter["offset"], 70);
     assert_eq!(letter["consumer"], "ddb-test");
 }

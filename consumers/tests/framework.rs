@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{bus, outputs, publish, publish_raw, wait_until};
+use common::{bus, dead_letters, outputs, publish, publish_raw, wait_until};
 use parking_lot::Mutex;
 use tachyon_bus::Backbone;
 use tachyon_consumers::{Consumer, ConsumerConfig, Item, RetryPolicy, Sink, SinkError};
@@ -138,11 +138,7 @@ async fn bad_records_go_to_the_dead_letter_topic_and_the_partition_moves_on() {
 
     let expected: Vec<u64> = (1..=300).filter(|s| !sink.poison.contains(s)).collect();
     assert_eq!(seqs(&sink, 0), expected, "the rest is written, in order, once");
-    let mut reader = bus.reader(Topic::DeadLetter, 0, 0).expect("reader");
-    let mut letters = Vec::new();
-    reader.poll(&mut letters, 100, Duration::from_secs(5)).expect("reads");
-    let letters: Vec<serde_json::Value> =
-        letters.iter().map(|r| serde_json::from_slice(&r.payload).expect("JSON")).collect();
+    let letters = dead_letters(bus.as_ref());
     assert_eq!(letters.len(), 5);
     let offsets: Vec<u64> = letters.iter().map(|l| l["offset"].as_u64().expect("offset")).collect();
     // seq s sits at offset s-1 before the garbage record (offset 150), at s after it.

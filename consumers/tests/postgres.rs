@@ -10,20 +10,14 @@ mod pg;
 
 use std::time::{Duration, Instant};
 
-use common::{bus, expected_orders, outputs, publish, publish_raw, symbols, trade_count, wait_until};
+use common::{
+    bus, dead_letters, expected_orders, items, outputs, publish, publish_raw, symbols, trade_count, wait_until,
+};
 use deadpool_postgres::tokio_postgres::Client;
 use tachyon_bus::Backbone;
-use tachyon_consumers::{Consumer, ConsumerConfig, Item, PostgresConfig, PostgresSink, Sink};
+use tachyon_consumers::{Consumer, ConsumerConfig, PostgresConfig, PostgresSink, Sink};
 use tachyon_proto::wire::{encode, ShardOutput};
 use tachyon_proto::{Event, SymbolId, Topic};
-
-fn items(outputs: &[ShardOutput]) -> Vec<Item> {
-    outputs
-        .iter()
-        .enumerate()
-        .map(|(i, o)| Item { offset: i as u64, payload: encode(o).expect("encodes").into(), output: o.clone() })
-        .collect()
-}
 
 /// Every table, rendered in key order: two equal dumps are two equal databases.
 async fn dump(db: &Client) -> Vec<String> {
@@ -151,11 +145,7 @@ async fn the_consumer_dead_letters_bad_records_and_persists_the_rest() {
 
     let db = pg::connect(&url).await;
     assert_matches(&db, &[&stream]).await;
-    let mut reader = bus.reader(Topic::DeadLetter, 0, 0).expect("reader");
-    let mut letters = Vec::new();
-    reader.poll(&mut letters, 10, Duration::from_secs(5)).expect("reads");
-    let letters: Vec<serde_json::Value> =
-        letters.iter().map(|r| serde_json::from_slice(&r.payload).expect("JSON")).collect();
+    let letters = dead_letters(bus.as_ref());
     assert_eq!(letters.len(), 2, "{letters:?}");
     assert_eq!(letters[0]["offset"], 400);
     assert_eq!(letters[1]["offset"], 401);

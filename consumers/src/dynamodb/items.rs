@@ -9,12 +9,12 @@ use aws_sdk_dynamodb::types::AttributeValue;
 use tachyon_proto::api::OrderStatus;
 use tachyon_proto::order::OrderRecord;
 use tachyon_proto::{
-    AccountId, CancelReason, ClientOrderId, OrderId, OrderType, Price, Qty, RejectReason, Side, SymbolId, SymbolSpec,
-    TimeInForce, Timestamp,
+    AccountId, CancelReason, ClientOrderId, OrderId, OrderType, Price, Qty, RejectReason, Side, TimeInForce, Timestamp,
 };
 
 use crate::framework::SinkError;
 use crate::rows::{StoredOrder, TradeRow};
+use crate::symbols::SymbolTable;
 
 pub type Item = HashMap<String, AttributeValue>;
 
@@ -45,13 +45,13 @@ pub fn trade_key(symbol: &str, trade_id: u64, shards: u32) -> String {
 }
 
 /// An order as its item.
-pub fn order_item(o: &StoredOrder, symbols: &HashMap<SymbolId, SymbolSpec>) -> Result<Item, SinkError> {
+pub fn order_item(o: &StoredOrder, symbols: &SymbolTable) -> Result<Item, SinkError> {
     let r = &o.record;
-    let symbol = symbols.get(&r.symbol).ok_or_else(|| permanent(format!("unknown symbol id {}", r.symbol.0)))?;
+    let symbol = symbols.name(r.symbol)?;
     let mut item = Item::from([
         (ORDER_KEY.to_owned(), n(r.id.0)),
         ("account".to_owned(), s(r.account.to_string())),
-        ("symbol".to_owned(), s(symbol.name.as_str())),
+        ("symbol".to_owned(), s(symbol)),
         ("side".to_owned(), s(r.side.as_str())),
         ("order_type".to_owned(), s(r.order_type.as_str())),
         ("time_in_force".to_owned(), s(r.time_in_force.as_str())),
@@ -82,7 +82,7 @@ pub fn order_item(o: &StoredOrder, symbols: &HashMap<SymbolId, SymbolSpec>) -> R
 }
 
 /// An order back from its item.
-pub fn stored_order(item: &Item, by_name: &HashMap<&str, SymbolId>) -> Result<StoredOrder, SinkError> {
+pub fn stored_order(item: &Item, symbols: &SymbolTable) -> Result<StoredOrder, SinkError> {
     let bad = |attr: &str| permanent(format!("orders item has an invalid {attr}"));
     let text = |a: &str| item.get(a).and_then(|v| v.as_s().ok()).map(String::as_str);
     let num = |a: &str| -> Result<u64, SinkError> {
@@ -95,7 +95,7 @@ pub fn stored_order(item: &Item, by_name: &HashMap<&str, SymbolId>) -> Result<St
     let record = OrderRecord {
         id: OrderId(num(ORDER_KEY)?),
         account: AccountId::parse(code("account")?).map_err(|_| bad("account"))?,
-        symbol: *by_name.get(code("symbol")?).ok_or_else(|| bad("symbol"))?,
+        symbol: symbols.id(code("symbol")?).ok_or_else(|| bad("symbol"))?,
         side: Side::from_code(code("side")?).ok_or_else(|| bad("side"))?,
         order_type: OrderType::from_code(code("order_type")?).ok_or_else(|| bad("order_type"))?,
         time_in_force: TimeInForce::from_code(code("time_in_force")?).ok_or_else(|| bad("time_in_force"))?,
@@ -127,14 +127,13 @@ pub fn stored_order(item: &Item, by_name: &HashMap<&str, SymbolId>) -> Result<St
 }
 
 /// A trade as its item.
-pub fn trade_item(t: &TradeRow, symbols: &HashMap<SymbolId, SymbolSpec>, shards: u32) -> Result<Item, SinkError> {
+pub fn trade_item(t: &TradeRow, symbols: &SymbolTable, shards: u32) -> Result<Item, SinkError> {
     let trade = &t.trade;
-    let symbol =
-        symbols.get(&trade.symbol).ok_or_else(|| permanent(format!("unknown symbol id {}", trade.symbol.0)))?;
+    let symbol = symbols.name(trade.symbol)?;
     Ok(Item::from([
-        ("pk".to_owned(), s(trade_key(&symbol.name, trade.trade_id.0, shards))),
+        ("pk".to_owned(), s(trade_key(symbol, trade.trade_id.0, shards))),
         ("trade_id".to_owned(), n(trade.trade_id.0)),
-        ("symbol".to_owned(), s(symbol.name.as_str())),
+        ("symbol".to_owned(), s(symbol)),
         ("price_ticks".to_owned(), n(trade.price.0)),
         ("quantity_lots".to_owned(), n(trade.qty.0)),
         ("taker_side".to_owned(), s(trade.taker_side.as_str())),
@@ -156,13 +155,12 @@ mod tests {
 
     #[test]
     fn an_order_round_trips_through_its_item() {
-        let symbols: HashMap<SymbolId, SymbolSpec> = default_symbols().into_iter().map(|s| (s.id, s)).collect();
-        let by_name: HashMap<&str, SymbolId> = symbols.values().map(|s| (s.name.as_str(), s.id)).collect();
+        let symbols = SymbolTable::new(&default_symbols());
         let mut record = OrderRecord::from_new(
             &NewOrder {
                 order_id: OrderId(42),
                 account: AccountId::parse("ann").expect("valid"),
-                symbol: SymbolId(1),
+                symbol: tachyon_proto::SymbolId(1),
                 side: Side::Sell,
                 order_type: OrderType::Limit,
                 time_in_force: TimeInForce::Gtc,
@@ -182,7 +180,7 @@ mod tests {
         let stored = StoredOrder { record, shard: 1, seq: 99 };
         let item = order_item(&stored, &symbols).expect("an item");
         assert_eq!(item[ACCOUNT_CLIENT_ID], s("ann#c-1"));
-        assert_eq!(stored_order(&item, &by_name).expect("reads back"), stored);
+        assert_eq!(stored_order(&item, &symbols).expect("reads back"), stored);
     }
 
     #[test]

@@ -24,7 +24,6 @@
 pub mod items;
 pub mod tables;
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,11 +31,12 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::types::{KeysAndAttributes, PutRequest, WriteRequest};
 use aws_sdk_dynamodb::Client;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
-use tachyon_proto::{SymbolId, SymbolSpec};
+use tachyon_proto::SymbolSpec;
 use tokio::sync::OnceCell;
 
 use crate::framework::{Item, Sink, SinkError};
 use crate::rows::{build, touched_orders, StoredOrder};
+use crate::symbols::SymbolTable;
 
 /// The sink's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -84,7 +84,7 @@ pub async fn load_aws_config(endpoint_url: Option<&str>, region: Option<&str>) -
 pub struct DynamoSink {
     client: Client,
     config: DynamoConfig,
-    symbols: HashMap<SymbolId, SymbolSpec>,
+    symbols: SymbolTable,
     ready: OnceCell<()>,
 }
 
@@ -102,12 +102,7 @@ const UNPROCESSED_ROUNDS: u32 = 8;
 
 impl DynamoSink {
     pub fn new(aws: &aws_config::SdkConfig, config: DynamoConfig, symbols: &[SymbolSpec]) -> Arc<Self> {
-        Arc::new(Self {
-            client: Client::new(aws),
-            config,
-            symbols: symbols.iter().map(|s| (s.id, s.clone())).collect(),
-            ready: OnceCell::new(),
-        })
+        Arc::new(Self { client: Client::new(aws), config, symbols: SymbolTable::new(symbols), ready: OnceCell::new() })
     }
 
     /// The client (for tests and tools).
@@ -116,7 +111,6 @@ impl DynamoSink {
     }
 
     async fn load(&self, ids: &[i64]) -> Result<Vec<StoredOrder>, SinkError> {
-        let by_name: HashMap<&str, SymbolId> = self.symbols.values().map(|s| (s.name.as_str(), s.id)).collect();
         let table = self.config.orders_table();
         let mut stored = Vec::with_capacity(ids.len());
         for chunk in ids.chunks(GET_MAX) {
@@ -131,7 +125,7 @@ impl DynamoSink {
                     .map_err(|e| SinkError::Permanent(e.to_string()))?;
                 let out = self.client.batch_get_item().request_items(&table, request).send().await.map_err(classify)?;
                 for item in out.responses().and_then(|r| r.get(&table)).into_iter().flatten() {
-                    stored.push(items::stored_order(item, &by_name)?);
+                    stored.push(items::stored_order(item, &self.symbols)?);
                 }
                 if let Some(left) = out.unprocessed_keys().and_then(|u| u.get(&table)) {
                     keys = left.keys().to_vec();

@@ -22,7 +22,7 @@
 
 mod retry;
 
-pub use retry::{Circuit, CircuitState, RetryPolicy};
+pub use retry::{full_jitter, jitter_unit, Circuit, CircuitState, RetryPolicy};
 
 use std::future::Future;
 use std::ops::Range;
@@ -32,7 +32,6 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use rand::{Rng, SeedableRng};
 use tachyon_bus::{dead_letter_json, produce_blocking, Backbone, BusError, Record};
 use tachyon_proto::metrics::MetricsText;
 use tachyon_proto::wire::{decode_output, ShardOutput};
@@ -389,10 +388,7 @@ fn read_loop(ctx: &Context, mut reader: Box<dyn tachyon_bus::PartitionReader>, t
 struct Stopped;
 
 async fn write_loop<S: Sink>(ctx: Context, sink: Arc<S>, mut rx: mpsc::Receiver<Batch>) {
-    let clock = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
-    let seed = clock ^ (u64::from(ctx.partition()) << 32) ^ u64::from(std::process::id());
-    let mut writer =
-        Writer { circuit: Circuit::new(ctx.config.retry), rng: rand::rngs::SmallRng::seed_from_u64(seed), ctx };
+    let mut writer = Writer { circuit: Circuit::new(ctx.config.retry), ctx };
     while let Some(mut batch) = rx.recv().await {
         // Whatever queued up meanwhile goes into the same write.
         while batch.items.len() < writer.ctx.config.batch_max {
@@ -414,7 +410,6 @@ async fn write_loop<S: Sink>(ctx: Context, sink: Arc<S>, mut rx: mpsc::Receiver<
 struct Writer {
     ctx: Context,
     circuit: Circuit,
-    rng: rand::rngs::SmallRng,
 }
 
 impl Writer {
@@ -471,7 +466,7 @@ impl Writer {
                 Err(SinkError::Permanent(error)) => return Ok(Err(error)),
                 Err(SinkError::Transient(error)) => {
                     status.retries.fetch_add(1, Ordering::Relaxed);
-                    let wait = self.circuit.failure(self.rng.random::<f64>());
+                    let wait = self.circuit.failure(jitter_unit());
                     let open = self.circuit.state() == CircuitState::Open;
                     if open && !status.circuit_open.swap(true, Ordering::AcqRel) {
                         tracing::error!(group = %self.ctx.config.group, partition = status.partition, %error, "store failing: circuit open");

@@ -3,7 +3,10 @@
 //!
 //! Pure state machines with the randomness passed in, so they are tested without sleeping.
 
+use std::cell::RefCell;
 use std::time::Duration;
+
+use rand::{Rng, SeedableRng};
 
 /// How a consumer retries transient sink errors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -76,8 +79,7 @@ impl Circuit {
         let unit = unit.clamp(0.0, 1.0);
         match self.state() {
             CircuitState::Closed => {
-                let ceiling = doubled(self.policy.base_backoff, self.failures - 1).min(self.policy.max_backoff);
-                ceiling.mul_f64(unit)
+                full_jitter(self.policy.base_backoff, self.policy.max_backoff, self.failures - 1, unit)
             }
             CircuitState::Open => {
                 let pause = doubled(self.policy.open_for, self.trials).min(self.policy.max_open);
@@ -86,6 +88,30 @@ impl Circuit {
             }
         }
     }
+}
+
+/// Exponential backoff with full jitter: uniform in `[0, min(base·2^attempt, max)]`, drawn
+/// by `unit` in `[0, 1)`.
+pub fn full_jitter(base: Duration, max: Duration, attempt: u32, unit: f64) -> Duration {
+    doubled(base, attempt).min(max).mul_f64(unit.clamp(0.0, 1.0))
+}
+
+/// A uniform draw in `[0, 1)` for jitter, from a per-thread generator seeded by the clock
+/// and the thread (so processes and threads do not retry in lockstep).
+pub fn jitter_unit() -> f64 {
+    thread_local! {
+        static RNG: RefCell<rand::rngs::SmallRng> = RefCell::new({
+            let clock = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos() as u64);
+            let thread = std::thread::current().id();
+            let mut hasher = std::hash::DefaultHasher::new();
+            std::hash::Hash::hash(&thread, &mut hasher);
+            let salt = std::hash::Hasher::finish(&hasher);
+            rand::rngs::SmallRng::seed_from_u64(clock ^ salt ^ u64::from(std::process::id()))
+        });
+    }
+    RNG.with(|rng| rng.borrow_mut().random::<f64>())
 }
 
 fn doubled(d: Duration, times: u32) -> Duration {

@@ -19,7 +19,7 @@ mod read;
 pub mod schema;
 mod write;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::str::FromStr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -27,10 +27,11 @@ use std::time::Duration;
 use deadpool_postgres::tokio_postgres::{self, NoTls};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use parking_lot::Mutex;
-use tachyon_proto::{SymbolId, SymbolSpec, Timestamp};
+use tachyon_proto::{SymbolSpec, Timestamp};
 use tokio::sync::OnceCell;
 
 use crate::framework::{Item, Sink, SinkError};
+use crate::symbols::SymbolTable;
 
 /// The sink's settings.
 #[derive(Clone, PartialEq, Eq)]
@@ -96,7 +97,7 @@ pub enum SetupError {
 pub struct PostgresSink {
     pool: Pool,
     config: PostgresConfig,
-    symbols: HashMap<SymbolId, SymbolSpec>,
+    symbols: SymbolTable,
     /// Set once the schema is up to date (retried on every write until it is).
     ready: OnceCell<()>,
     /// Months whose trades partition is known to exist.
@@ -130,7 +131,7 @@ impl PostgresSink {
         Ok(Arc::new(Self {
             pool,
             config,
-            symbols: symbols.iter().map(|s| (s.id, s.clone())).collect(),
+            symbols: SymbolTable::new(symbols),
             ready: OnceCell::new(),
             months: Mutex::new(BTreeSet::new()),
         }))
@@ -175,9 +176,7 @@ impl Sink for PostgresSink {
                     schema::SchemaError::Db(e) => classify(&e),
                     e => SinkError::Transient(e.to_string()),
                 })?;
-                let mut symbols: Vec<SymbolSpec> = self.symbols.values().cloned().collect();
-                symbols.sort_by_key(|s| s.id);
-                schema::upsert_symbols(&client, &symbols).await.map_err(|e| classify(&e))?;
+                schema::upsert_symbols(&client, &self.symbols.all()).await.map_err(|e| classify(&e))?;
                 let now = schema::month_index(Timestamp::now().year_month());
                 let ahead: Vec<i64> = (now..=now + i64::from(self.config.months_ahead)).collect();
                 self.ensure_months(&mut client, &ahead).await?;

@@ -1,8 +1,6 @@
 //! Reads for the gateway: orders and fills older than it keeps in memory, in the API's
 //! shapes (rendered by the same [`tachyon_proto::order`] code as the gateway's own).
 
-use std::collections::HashMap;
-
 use tachyon_proto::api::{AccountFill, Liquidity, Order};
 use tachyon_proto::order::{AccountFillRecord, FillRecord};
 use tachyon_proto::{AccountId, OrderId, Price, Qty, Side, SymbolId, Timestamp, TradeId};
@@ -16,10 +14,6 @@ fn transient(e: impl std::fmt::Display) -> SinkError {
 }
 
 impl PostgresSink {
-    fn by_name(&self) -> HashMap<&str, SymbolId> {
-        self.symbols.values().map(|s| (s.name.as_str(), s.id)).collect()
-    }
-
     /// An order with its fills, as the API shows it, and its account; `None` if the
     /// database does not know it.
     ///
@@ -30,7 +24,7 @@ impl PostgresSink {
         let client = self.pool.get().await.map_err(transient)?;
         let sql = format!("SELECT {ORDER_COLUMNS} FROM orders WHERE order_id = $1");
         let Some(row) = client.query_opt(&sql, &[&key]).await.map_err(|e| classify(&e))? else { return Ok(None) };
-        let mut stored = stored_order(&row, &self.by_name())?;
+        let mut stored = stored_order(&row, &self.symbols)?;
         let fills = client
             .query(
                 "SELECT trade_id, price_ticks, quantity_lots, liquidity, tachyon_us(executed_at)
@@ -49,8 +43,7 @@ impl PostgresSink {
             });
         }
         let record = stored.record;
-        let spec = self.symbols.get(&record.symbol).ok_or_else(|| transient("order on an unknown symbol"))?;
-        Ok(Some((record.account, record.render(spec))))
+        Ok(Some((record.account, record.render(self.symbols.spec(record.symbol)?))))
     }
 
     /// The account's newest `limit` fills (on one symbol, or all), newest first.
@@ -64,7 +57,7 @@ impl PostgresSink {
         limit: usize,
     ) -> Result<Vec<AccountFill>, SinkError> {
         let client = self.pool.get().await.map_err(transient)?;
-        let symbol = symbol.and_then(|s| self.symbols.get(&s)).map(|s| s.name.clone());
+        let symbol = symbol.map(|s| self.symbols.name(s)).transpose()?;
         let rows = client
             .query(
                 "SELECT order_id, symbol, side, trade_id, price_ticks, quantity_lots, liquidity, tachyon_us(executed_at)
@@ -74,11 +67,10 @@ impl PostgresSink {
             )
             .await
             .map_err(|e| classify(&e))?;
-        let by_name = self.by_name();
         Ok(rows
             .iter()
             .filter_map(|r| {
-                let symbol = *by_name.get(r.get::<_, &str>(1))?;
+                let symbol = self.symbols.id(r.get::<_, &str>(1))?;
                 let record = AccountFillRecord {
                     order_id: OrderId(u64::try_from(r.get::<_, i64>(0)).ok()?),
                     symbol,
@@ -91,7 +83,7 @@ impl PostgresSink {
                         timestamp: Timestamp(r.get::<_, i64>(7).saturating_mul(1_000)),
                     },
                 };
-                Some(record.render(self.symbols.get(&symbol)?))
+                Some(record.render(self.symbols.spec(symbol).ok()?))
             })
             .collect())
     }

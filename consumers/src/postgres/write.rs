@@ -1,8 +1,6 @@
 //! One batch → one transaction: the rows of [`crate::rows`] as column arrays, each table
 //! written with one `INSERT … SELECT FROM UNNEST(…)` round trip.
 
-use std::collections::HashMap;
-
 use deadpool_postgres::tokio_postgres::types::ToSql;
 use deadpool_postgres::tokio_postgres::Row;
 use deadpool_postgres::ClientWrapper;
@@ -10,14 +8,15 @@ use tachyon_proto::api::OrderStatus;
 use tachyon_proto::order::OrderRecord;
 use tachyon_proto::wire::ShardOutput;
 use tachyon_proto::{
-    AccountId, CancelReason, ClientOrderId, Event, OrderId, OrderType, Price, Qty, RejectReason, Side, SymbolId,
-    SymbolSpec, TimeInForce, Timestamp,
+    AccountId, CancelReason, ClientOrderId, Event, OrderId, OrderType, Price, Qty, RejectReason, Side, TimeInForce,
+    Timestamp,
 };
 
 use super::classify;
 use super::schema::month_index;
 use crate::framework::SinkError;
 use crate::rows::{build, touched_orders, Rows, StoredOrder};
+use crate::symbols::SymbolTable;
 
 /// Trades are kept for years 1970-9999 (partition names and SQL dates need that range).
 const YEARS: std::ops::RangeInclusive<i64> = 1970..=9999;
@@ -59,7 +58,7 @@ fn id(v: u64) -> Result<i64, SinkError> {
 /// Writes the batch in one transaction (see the module docs of [`super`]).
 pub async fn write_batch<'a>(
     client: &mut ClientWrapper,
-    symbols: &Symbols,
+    symbols: &SymbolTable,
     batch: impl IntoIterator<Item = &'a ShardOutput> + Clone,
 ) -> Result<(), SinkError> {
     let ids = touched_orders(batch.clone()).iter().map(|o| id(o.0)).collect::<Result<Vec<i64>, _>>()?;
@@ -69,8 +68,7 @@ pub async fn write_batch<'a>(
         .await
         .map_err(|e| classify(&e))?;
     let stored = tx.query(&load, &[&ids]).await.map_err(|e| classify(&e))?;
-    let by_name: HashMap<&str, SymbolId> = symbols.values().map(|s| (s.name.as_str(), s.id)).collect();
-    let stored = stored.iter().map(|row| stored_order(row, &by_name)).collect::<Result<Vec<_>, _>>()?;
+    let stored = stored.iter().map(|row| stored_order(row, symbols)).collect::<Result<Vec<_>, _>>()?;
     let rows = build(batch, stored);
     write_orders(&tx, &rows, symbols).await?;
     write_events(&tx, &rows, symbols).await?;
@@ -84,7 +82,7 @@ pub const ORDER_COLUMNS: &str = "order_id, account, symbol, side, order_type, ti
      tachyon_us(created_at), tachyon_us(updated_at), shard, shard_seq";
 
 /// A stored order back from its row (selected as [`ORDER_COLUMNS`]).
-pub fn stored_order(row: &Row, symbols: &HashMap<&str, SymbolId>) -> Result<StoredOrder, SinkError> {
+pub fn stored_order(row: &Row, symbols: &SymbolTable) -> Result<StoredOrder, SinkError> {
     let bad = |column: &str| permanent(format!("orders row has an invalid {column}"));
     let text = |i: usize| -> Result<&str, SinkError> { row.try_get(i).map_err(permanent) };
     let opt_text = |i: usize| -> Result<Option<&str>, SinkError> { row.try_get(i).map_err(permanent) };
@@ -93,7 +91,7 @@ pub fn stored_order(row: &Row, symbols: &HashMap<&str, SymbolId>) -> Result<Stor
     let record = OrderRecord {
         id: OrderId(u64::try_from(int(0)?).map_err(|_| bad("order_id"))?),
         account: AccountId::parse(text(1)?).map_err(|_| bad("account"))?,
-        symbol: *symbols.get(text(2)?).ok_or_else(|| bad("symbol"))?,
+        symbol: symbols.id(text(2)?).ok_or_else(|| bad("symbol"))?,
         side: Side::from_code(text(3)?).ok_or_else(|| bad("side"))?,
         order_type: OrderType::from_code(text(4)?).ok_or_else(|| bad("order_type"))?,
         time_in_force: TimeInForce::from_code(text(5)?).ok_or_else(|| bad("time_in_force"))?,
@@ -124,12 +122,6 @@ pub fn stored_order(row: &Row, symbols: &HashMap<&str, SymbolId>) -> Result<Stor
     })
 }
 
-type Symbols = HashMap<SymbolId, SymbolSpec>;
-
-fn symbol_name(symbols: &Symbols, id: SymbolId) -> Result<&str, SinkError> {
-    symbols.get(&id).map(|spec| spec.name.as_str()).ok_or_else(|| permanent(format!("unknown symbol id {}", id.0)))
-}
-
 /// One column of a multi-row insert: `f` of every row, failing on the first bad value.
 fn column<R, T>(rows: &[R], f: impl Fn(&R) -> Result<T, SinkError>) -> Result<Vec<T>, SinkError> {
     rows.iter().map(f).collect()
@@ -153,7 +145,7 @@ async fn execute(
 async fn write_orders(
     tx: &deadpool_postgres::Transaction<'_>,
     rows: &Rows,
-    symbols: &Symbols,
+    symbols: &SymbolTable,
 ) -> Result<(), SinkError> {
     let o = rows.orders.as_slice();
     if o.is_empty() {
@@ -179,7 +171,7 @@ async fn write_orders(
         &[
             &column(o, |o| id(o.record.id.0))?,
             &plain(o, |o| o.record.account.to_string()),
-            &column(o, |o| symbol_name(symbols, o.record.symbol))?,
+            &column(o, |o| symbols.name(o.record.symbol))?,
             &plain(o, |o| o.record.side.as_str()),
             &plain(o, |o| o.record.order_type.as_str()),
             &plain(o, |o| o.record.time_in_force.as_str()),
@@ -204,7 +196,7 @@ async fn write_orders(
 async fn write_events(
     tx: &deadpool_postgres::Transaction<'_>,
     rows: &Rows,
-    symbols: &Symbols,
+    symbols: &SymbolTable,
 ) -> Result<(), SinkError> {
     let e = rows.events.as_slice();
     if e.is_empty() {
@@ -226,7 +218,7 @@ async fn write_events(
             &plain(e, |e| e.index as i32),
             &column(e, |e| id(e.order_id.0))?,
             &plain(e, |e| e.account.to_string()),
-            &column(e, |e| symbol_name(symbols, e.symbol))?,
+            &column(e, |e| symbols.name(e.symbol))?,
             &plain(e, |e| e.kind.as_str()),
             &plain(e, |e| e.status.as_str()),
             &plain(e, |e| e.price.map(|p| p.0)),
@@ -247,7 +239,7 @@ async fn write_events(
 async fn write_trades(
     tx: &deadpool_postgres::Transaction<'_>,
     rows: &Rows,
-    symbols: &Symbols,
+    symbols: &SymbolTable,
 ) -> Result<(), SinkError> {
     let t = rows.trades.as_slice();
     if t.is_empty() {
@@ -275,7 +267,7 @@ async fn write_trades(
          FROM x CROSS JOIN (VALUES ('maker'), ('taker')) AS l(liquidity)
          ON CONFLICT DO NOTHING",
         &[
-            &column(t, |r| symbol_name(symbols, r.trade.symbol))?,
+            &column(t, |r| symbols.name(r.trade.symbol))?,
             &column(t, |r| id(r.trade.trade_id.0))?,
             &plain(t, |r| r.trade.price.0),
             &column(t, |r| lots(r.trade.qty))?,

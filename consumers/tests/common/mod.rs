@@ -169,6 +169,27 @@ pub fn expected_orders<'a>(outputs: impl IntoIterator<Item = &'a ShardOutput>) -
     orders
 }
 
+/// The outputs as a consumer reads them from offset 0.
+pub fn items(outputs: &[ShardOutput]) -> Vec<tachyon_consumers::Item> {
+    outputs
+        .iter()
+        .enumerate()
+        .map(|(i, o)| tachyon_consumers::Item {
+            offset: i as u64,
+            payload: encode(o).expect("encodes").into(),
+            output: o.clone(),
+        })
+        .collect()
+}
+
+/// The dead letters of partition 0, as JSON.
+pub fn dead_letters(bus: &dyn Backbone) -> Vec<serde_json::Value> {
+    let mut reader = bus.reader(Topic::DeadLetter, 0, 0).expect("reader");
+    let mut letters = Vec::new();
+    reader.poll(&mut letters, 1_000, Duration::from_secs(5)).expect("reads");
+    letters.iter().map(|r| serde_json::from_slice(&r.payload).expect("JSON")).collect()
+}
+
 pub fn trade_count<'a>(outputs: impl IntoIterator<Item = &'a ShardOutput>) -> usize {
     outputs.into_iter().flat_map(|o| &o.events).filter(|e| matches!(e, Event::Trade(_))).count()
 }
