@@ -13,11 +13,11 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
-use tachyon_bus::{FsyncPolicy, JournalConfig};
+use tachyon_bus::{FsyncPolicy, JournalConfig, KafkaConfig};
 use tachyon_consumers::{ConsumerConfig, DynamoConfig, PostgresConfig, RetryPolicy};
 use tachyon_engine::{EngineConfig, RiskLimits};
 use tachyon_gateway::orders::StoreLimits;
-use tachyon_gateway::{GatewayConfig, IdempotencyConfig, RateLimitConfig};
+use tachyon_gateway::{GatewayConfig, IdempotencyConfig, RateLimitConfig, MAX_GATEWAY_ID};
 use tachyon_proto::symbol::{SymbolDef, DEFAULT_SYMBOLS};
 use tachyon_proto::{AccountId, SymbolSpec};
 
@@ -40,6 +40,7 @@ pub struct Config {
     pub persist: PersistSettings,
     pub postgres: PostgresSettings,
     pub dynamodb: DynamoSettings,
+    pub kafka: KafkaSettings,
     /// `json` (one JSON object per line, for log pipelines) or `text` (for a terminal).
     pub log_format: LogFormat,
     pub symbols: Vec<SymbolSettings>,
@@ -70,6 +71,36 @@ pub struct GatewaySettings {
     pub max_fills_per_account: usize,
     /// Accounts whose keys may use `/v1/admin/*` (latency histograms).
     pub admin_accounts: Vec<String>,
+    /// Tells this gateway's replies and order ids from other gateways' (0-1023): every
+    /// gateway process on one backbone needs its own.
+    pub gateway_id: u32,
+    /// A gateway also serves market data (reads `tachyon.marketdata`); `false` when
+    /// `tachyon marketdata` processes serve it instead.
+    pub market_data: bool,
+}
+
+/// The Kafka backbone (distributed mode; off while `brokers` is empty: the embedded one).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KafkaSettings {
+    /// `host:port[,host:port…]`; empty: the embedded backbone in the data directory.
+    pub brokers: String,
+    /// Prepended to every topic name (several exchanges or test runs on one cluster).
+    pub topic_prefix: String,
+    /// Of the topics Tachyon creates when they are missing.
+    pub replication_factor: i32,
+    /// Producer batching: wait up to this long to fill a batch (0: send at once)…
+    pub linger_ms: u32,
+    /// …of at most this many bytes…
+    pub batch_bytes: u32,
+    /// …compressed with none, lz4, zstd, snappy or gzip.
+    pub compression: String,
+    /// How long an order may wait for the broker before its sender gets a 503.
+    pub delivery_timeout_ms: u32,
+    /// Records a producer queues before the gateway answers 503 (backpressure).
+    pub queue_messages: u32,
+    /// How long the broker holds a fetch that has nothing to return.
+    pub fetch_wait_ms: u32,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -217,6 +248,7 @@ impl Default for Config {
             persist: PersistSettings::default(),
             postgres: PostgresSettings::default(),
             dynamodb: DynamoSettings::default(),
+            kafka: KafkaSettings::default(),
             log_format: LogFormat::Json,
             symbols: DEFAULT_SYMBOLS.iter().map(SymbolSettings::from).collect(),
         }
@@ -274,6 +306,25 @@ impl Default for GatewaySettings {
             max_closed_orders: g.store.max_closed_orders,
             max_fills_per_account: g.store.max_fills_per_account,
             admin_accounts: vec!["admin".to_owned()],
+            gateway_id: g.gateway_id,
+            market_data: true,
+        }
+    }
+}
+
+impl Default for KafkaSettings {
+    fn default() -> Self {
+        let k = KafkaConfig::new("", 1);
+        Self {
+            brokers: k.brokers,
+            topic_prefix: k.topic_prefix,
+            replication_factor: k.replication_factor,
+            linger_ms: k.linger_ms,
+            batch_bytes: k.batch_bytes,
+            compression: k.compression,
+            delivery_timeout_ms: k.delivery_timeout_ms,
+            queue_messages: k.queue_messages,
+            fetch_wait_ms: k.fetch_wait_ms,
         }
     }
 }
@@ -376,6 +427,15 @@ pub struct Overrides {
     /// Create the DynamoDB tables if missing.
     #[arg(long, env = "TACHYON_DYNAMODB_CREATE_TABLES")]
     pub dynamodb_create_tables: bool,
+    /// Run over these Kafka brokers (`host:port,…`) instead of the embedded backbone.
+    #[arg(long, env = "TACHYON_KAFKA", value_name = "BROKERS")]
+    pub kafka: Option<String>,
+    /// Prefix of every Kafka topic name.
+    #[arg(long, env = "TACHYON_TOPIC_PREFIX")]
+    pub topic_prefix: Option<String>,
+    /// This gateway's id (0-1023), unique among the gateways on one backbone.
+    #[arg(long, env = "TACHYON_GATEWAY_ID")]
+    pub gateway_id: Option<u32>,
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -429,6 +489,15 @@ impl Config {
             config.dynamodb.enabled = true;
         }
         config.dynamodb.enabled |= overrides.dynamodb;
+        if let Some(brokers) = &overrides.kafka {
+            config.kafka.brokers.clone_from(brokers);
+        }
+        if let Some(prefix) = &overrides.topic_prefix {
+            config.kafka.topic_prefix.clone_from(prefix);
+        }
+        if let Some(id) = overrides.gateway_id {
+            config.gateway.gateway_id = id;
+        }
         config.dynamodb.create_tables |= overrides.dynamodb_create_tables;
         config.validate()?;
         Ok(config)
@@ -492,6 +561,21 @@ impl Config {
         if d.trade_shards == 0 || d.concurrency == 0 {
             bail!("dynamodb.trade_shards and dynamodb.concurrency must be positive");
         }
+        if self.gateway.gateway_id > MAX_GATEWAY_ID {
+            bail!("gateway.gateway_id must be 0-{MAX_GATEWAY_ID}, not {}", self.gateway.gateway_id);
+        }
+        let k = &self.kafka;
+        if !k.topic_prefix.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            || k.topic_prefix.len() > 100
+        {
+            bail!("kafka.topic_prefix must be at most 100 characters of A-Z, a-z, 0-9, '_', '-' and '.'");
+        }
+        if k.replication_factor < 1 || k.batch_bytes == 0 || k.delivery_timeout_ms == 0 || k.queue_messages == 0 {
+            bail!("kafka.replication_factor, batch_bytes, delivery_timeout_ms and queue_messages must be positive");
+        }
+        if !["none", "lz4", "zstd", "snappy", "gzip"].contains(&k.compression.as_str()) {
+            bail!("kafka.compression must be none, lz4, zstd, snappy or gzip, not {:?}", k.compression);
+        }
         if self.journal.fsync == FsyncSetting::Interval && self.journal.fsync_interval_ms == 0 {
             bail!("journal.fsync_interval_ms must be positive with fsync = \"interval\"");
         }
@@ -537,7 +621,8 @@ impl Config {
     /// The gateway settings.
     pub fn gateway(&self) -> GatewayConfig {
         GatewayConfig {
-            gateway_id: 1,
+            gateway_id: self.gateway.gateway_id,
+            order_entry: true,
             reply_timeout: Duration::from_millis(self.gateway.reply_timeout_ms),
             max_body_bytes: self.limits.max_body_bytes,
             max_batch_orders: self.limits.max_batch_orders,
@@ -553,6 +638,24 @@ impl Config {
             // Validated by `validate`, so nothing is dropped here.
             admin_accounts: self.gateway.admin_accounts.iter().filter_map(|a| AccountId::parse(a).ok()).collect(),
         }
+    }
+
+    /// The Kafka backbone's settings, `None` for the embedded backbone.
+    pub fn kafka_config(&self) -> Option<KafkaConfig> {
+        let k = &self.kafka;
+        if k.brokers.is_empty() {
+            return None;
+        }
+        let mut c = KafkaConfig::new(&k.brokers, self.partitions);
+        c.topic_prefix.clone_from(&k.topic_prefix);
+        c.replication_factor = k.replication_factor;
+        c.linger_ms = k.linger_ms;
+        c.batch_bytes = k.batch_bytes;
+        c.compression.clone_from(&k.compression);
+        c.delivery_timeout_ms = k.delivery_timeout_ms;
+        c.queue_messages = k.queue_messages;
+        c.fetch_wait_ms = k.fetch_wait_ms;
+        Some(c)
     }
 
     /// A persistence consumer's settings under `group`.

@@ -1,15 +1,23 @@
-//! `tachyon run`: the whole exchange in one process on the embedded backbone.
+//! The exchange's processes: `tachyon run` (every role in one process) and the single
+//! roles of distributed mode (`gateway`, `engine`, `marketdata`, `persist`), all built by
+//! [`run`] from a [`Roles`] and one configuration.
 //!
-//! Start-up: open the journals (cutting torn tails), start one engine shard thread per
-//! partition (each recovers from its newest snapshot and replays the journal), start the
-//! feeds that rebuild the gateway's order store and market data from the engine's
-//! outputs, and serve HTTP at once: `/healthz` answers immediately, `/readyz` and order
-//! entry wait until every shard and feed has caught up.
+//! Backbone: the embedded one in the data directory (only `run`: its journal lives in
+//! one process), or Kafka when `kafka.brokers` is set. Engine snapshots go to files
+//! beside the embedded journal, and to the `tachyon.snapshots` topic on Kafka (so they
+//! outlive the engine's machine).
+//!
+//! Start-up: open the backbone, start the engine shards this process owns (each recovers
+//! from its newest snapshot and replays its input), start the feeds that rebuild the
+//! gateway's order store and market data from the engine's outputs, the persistence
+//! consumers, and serve HTTP at once: `/healthz` answers immediately, `/readyz` and order
+//! entry wait until every local shard and feed has caught up.
 //!
 //! Shutdown (the future resolves, e.g. on SIGTERM): stop accepting, let in-flight requests
 //! finish, let every shard drain the commands already acknowledged, write a final
-//! snapshot, close the journals (synced) and return. A shard that fails for good stops
-//! the whole process the same way, so a supervisor restarts it into recovery.
+//! snapshot, let the consumers write what was published, close the backbone (synced or
+//! flushed) and return. A shard that fails for good stops the whole process the same way
+//! and makes [`run`] return an error, so a supervisor restarts it into recovery.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +26,13 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig, FsyncPolicy, JournalConfig};
+use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig, FsyncPolicy, JournalConfig, KafkaBus};
 use tachyon_consumers::{Consumer, ConsumerProbe, DynamoSink, PostgresSink};
 use tachyon_engine::runner::{run_shard, ShardConfig, ShardStatus, SnapshotStore};
+use tachyon_engine::EngineConfig;
 use tachyon_gateway::feed::{spawn_feeds, FeedPosition};
 use tachyon_gateway::history::Pending;
+use tachyon_gateway::server::ops_router;
 use tachyon_gateway::{Gateway, History, KeyRing, Probe, Symbols};
 use tachyon_proto::api::{AccountFill, Order};
 use tachyon_proto::latency::Latency;
@@ -36,8 +46,9 @@ use crate::config::Config;
 /// Readiness and metrics of the shards, the backbone and the persistence consumers, for
 /// the gateway's endpoints.
 struct ExchangeProbe {
-    bus: Arc<EmbeddedBus>,
-    shards: Vec<Arc<ShardStatus>>,
+    bus: Arc<dyn Backbone>,
+    /// (partition, status) of the shards this process runs.
+    shards: Vec<(u32, Arc<ShardStatus>)>,
     feeds: Vec<Arc<FeedPosition>>,
     consumers: Vec<Arc<ConsumerProbe>>,
 }
@@ -45,13 +56,13 @@ struct ExchangeProbe {
 impl Probe for ExchangeProbe {
     fn ready(&self) -> bool {
         self.bus.is_healthy()
-            && self.shards.iter().all(|s| s.caught_up.load(Ordering::Acquire))
+            && self.shards.iter().all(|(_, s)| s.caught_up.load(Ordering::Acquire))
             && self.consumers.iter().all(|c| c.ready())
     }
 
     fn metrics(&self, text: &mut String) {
         let mut out = MetricsText::default();
-        for (p, s) in self.shards.iter().enumerate() {
+        for (p, s) in &self.shards {
             let partition = p.to_string();
             let labels = [("partition", partition.as_str())];
             let load = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
@@ -61,8 +72,13 @@ impl Probe for ExchangeProbe {
             out.counter("tachyon_engine_dead_letters_total", &labels, load(&s.dead_letters));
             out.counter("tachyon_engine_snapshots_total", &labels, load(&s.snapshots));
         }
-        for topic in Topic::ALL {
-            for p in 0..self.bus.partitions() {
+        // Only this process's partitions: on Kafka each end offset is a broker round trip.
+        let mut partitions: Vec<u32> = self.shards.iter().map(|(p, _)| *p).collect();
+        partitions.extend(self.feeds.iter().map(|f| f.partition));
+        partitions.sort_unstable();
+        partitions.dedup();
+        for topic in [Topic::Orders, Topic::Executions, Topic::MarketData, Topic::DeadLetter] {
+            for &p in &partitions {
                 let partition = p.to_string();
                 let end = self.bus.end_offset(topic, p).unwrap_or(0);
                 out.gauge("tachyon_bus_end_offset", &[("topic", topic.name()), ("partition", &partition)], end);
@@ -107,78 +123,180 @@ fn check_layout(config: &Config) -> Result<()> {
     Ok(())
 }
 
-/// Runs the exchange on `listener` until `shutdown` resolves (see the module docs).
+/// Which parts of the exchange one process runs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Roles {
+    /// Order entry (REST and WebSocket), with market data unless `gateway.market_data` is
+    /// off.
+    pub gateway: bool,
+    /// Market data only (book, trades, ticker, candles, WebSocket channels).
+    pub market_data: bool,
+    /// The engine shards (partitions) this process owns.
+    pub shards: Vec<u32>,
+    /// The persistence consumers the configuration enables (PostgreSQL, DynamoDB).
+    pub persist: bool,
+}
+
+impl Roles {
+    /// Everything in one process (`tachyon run`).
+    pub fn all(partitions: u32) -> Self {
+        Self { gateway: true, market_data: true, shards: (0..partitions).collect(), persist: true }
+    }
+
+    fn serves_api(&self) -> bool {
+        self.gateway || self.market_data
+    }
+}
+
+/// Opens the configured backbone: Kafka when `kafka.brokers` is set, else the embedded
+/// journal in the data directory (for a process that runs every role).
+async fn open_backbone(config: &Config, roles: &Roles) -> Result<(Arc<dyn Backbone>, bool)> {
+    if let Some(kafka) = config.kafka_config() {
+        let brokers = kafka.brokers.clone();
+        let bus = tokio::task::spawn_blocking(move || KafkaBus::connect(&kafka))
+            .await?
+            .with_context(|| format!("connecting to Kafka at {brokers}"))?;
+        tracing::info!(brokers, prefix = %config.kafka.topic_prefix, "on the Kafka backbone");
+        return Ok((Arc::new(bus), true));
+    }
+    if *roles != Roles::all(config.partitions) {
+        bail!("this role runs on a Kafka backbone: give --kafka <brokers> (or kafka.brokers in the configuration)");
+    }
+    check_layout(config)?;
+    let mut bus_config = EmbeddedConfig::new(config.data_dir.join("journal"), config.partitions);
+    bus_config.input = config.journal();
+    bus_config.output = JournalConfig { fsync: FsyncPolicy::Never, ..config.journal() };
+    Ok((Arc::new(EmbeddedBus::open(&bus_config).context("opening the journal")?), false))
+}
+
+/// The engine shard threads of one process.
+struct Shards {
+    stop: Arc<AtomicBool>,
+    threads: Vec<JoinHandle<()>>,
+    statuses: Vec<(u32, Arc<ShardStatus>)>,
+    failed: Arc<AtomicBool>,
+}
+
+fn start_shards(
+    config: &Config,
+    engine_config: &EngineConfig,
+    bus: &Arc<dyn Backbone>,
+    on_kafka: bool,
+    shards: &[u32],
+    latency: &Arc<Latency>,
+    failed_notify: &Arc<Notify>,
+) -> Result<Shards> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let failed = Arc::new(AtomicBool::new(false));
+    let mut threads = Vec::new();
+    let mut statuses = Vec::new();
+    for &partition in shards {
+        let status = Arc::new(ShardStatus::default());
+        let snapshots = if on_kafka {
+            SnapshotStore::on_backbone(Arc::clone(bus), partition)
+        } else {
+            SnapshotStore::new(config.data_dir.join("snapshots").join(format!("{partition:04}")), config.snapshots.keep)
+        };
+        let shard_config = ShardConfig {
+            partition,
+            snapshots,
+            snapshot_every_commands: config.snapshots.every_commands,
+            snapshot_every: Duration::from_secs(config.snapshots.every_secs),
+            batch_max: 1024,
+            latency: Arc::clone(latency),
+        };
+        let (bus, engine_config, stop, st) =
+            (Arc::clone(bus), engine_config.clone(), Arc::clone(&stop), Arc::clone(&status));
+        let (failed, notify) = (Arc::clone(&failed), Arc::clone(failed_notify));
+        let thread = std::thread::Builder::new().name(format!("shard-{partition}")).spawn(move || {
+            if let Err(error) = run_shard(bus, engine_config, shard_config, stop, st) {
+                tracing::error!(partition, %error, "engine shard failed; shutting down");
+                failed.store(true, Ordering::Release);
+                notify.notify_one();
+            }
+        })?;
+        threads.push(thread);
+        statuses.push((partition, status));
+    }
+    Ok(Shards { stop, threads, statuses, failed })
+}
+
+/// Runs `roles` on `listener` until `shutdown` resolves (see the module docs).
 ///
 /// # Errors
-/// Configuration, data-directory and journal errors at start; a shard that failed.
+/// Configuration, data-directory, backbone and journal errors at start; a shard that
+/// failed.
 pub async fn run(
     config: Config,
+    roles: Roles,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let engine_config = config.validate()?;
-    check_layout(&config)?;
-    let mut bus_config = EmbeddedConfig::new(config.data_dir.join("journal"), config.partitions);
-    bus_config.input = config.journal();
-    bus_config.output = JournalConfig { fsync: FsyncPolicy::Never, ..config.journal() };
-    let bus = Arc::new(EmbeddedBus::open(&bus_config).context("opening the journal")?);
-    let keys = KeyRing::load_or_create(&config.data_dir).context("loading the API-key secret")?;
+    if let Some(p) = roles.shards.iter().find(|&&p| p >= config.partitions) {
+        bail!("shard {p} does not exist: there are {} partitions (0-{})", config.partitions, config.partitions - 1);
+    }
+    let (bus, on_kafka) = open_backbone(&config, &roles).await?;
 
     let failed = Arc::new(Notify::new());
-    let stop_shards = Arc::new(AtomicBool::new(false));
-    let mut shard_threads: Vec<JoinHandle<()>> = Vec::new();
-    let mut statuses = Vec::new();
     let latency = Arc::new(Latency::default());
-    for partition in 0..config.partitions {
-        let status = Arc::new(ShardStatus::default());
-        let shard_config = ShardConfig {
-            partition,
-            snapshots: SnapshotStore::new(
-                config.data_dir.join("snapshots").join(format!("{partition:04}")),
-                config.snapshots.keep,
-            ),
-            snapshot_every_commands: config.snapshots.every_commands,
-            snapshot_every: Duration::from_secs(config.snapshots.every_secs),
-            batch_max: 1024,
-            latency: Arc::clone(&latency),
-        };
-        let bus: Arc<dyn Backbone> = bus.clone();
-        let (engine_config, stop, st, failed) =
-            (engine_config.clone(), Arc::clone(&stop_shards), Arc::clone(&status), Arc::clone(&failed));
-        let thread = std::thread::Builder::new().name(format!("shard-{partition}")).spawn(move || {
-            if let Err(error) = run_shard(bus, engine_config, shard_config, stop, st) {
-                tracing::error!(partition, %error, "engine shard failed; shutting down");
-                failed.notify_one();
-            }
-        })?;
-        shard_threads.push(thread);
-        statuses.push(status);
-    }
+    let shards = start_shards(&config, &engine_config, &bus, on_kafka, &roles.shards, &latency, &failed)?;
 
-    let symbols = Arc::new(Symbols::new(engine_config.symbols.clone(), config.partitions));
-    let dyn_bus: Arc<dyn Backbone> = bus.clone();
     let postgres = match config.postgres_config().map_err(|e| anyhow::anyhow!("postgres.url: {e}"))? {
-        Some(pg) => Some(PostgresSink::new(pg, &engine_config.symbols).context("PostgreSQL sink")?),
-        None => None,
+        Some(pg) if roles.persist || roles.gateway => {
+            Some(PostgresSink::new(pg, &engine_config.symbols).context("PostgreSQL sink")?)
+        }
+        _ => None,
     };
-    let mut gateway = Gateway::new(config.gateway(), symbols, keys, Arc::clone(&dyn_bus)).with_latency(latency);
-    if let Some(sink) = &postgres {
-        gateway = gateway.with_history(Arc::new(PostgresHistory(Arc::clone(sink))));
-    }
-    let gateway = Arc::new(gateway);
     let stop_feeds = Arc::new(AtomicBool::new(false));
-    let (feeds, feed_threads) = spawn_feeds(&gateway, &dyn_bus, &stop_feeds)?;
-    let consumers = start_consumers(&config, &engine_config.symbols, &dyn_bus, postgres).await?;
+    let mut feeds = (Vec::new(), Vec::new());
+    let gateway = if roles.serves_api() {
+        let keys = KeyRing::load_or_create(&config.data_dir).context("loading the API-key secret")?;
+        let symbols = Arc::new(Symbols::new(engine_config.symbols.clone(), config.partitions));
+        let mut gateway_config = config.gateway();
+        gateway_config.order_entry = roles.gateway;
+        let mut gateway =
+            Gateway::new(gateway_config, symbols, keys, Arc::clone(&bus)).with_latency(Arc::clone(&latency));
+        if let (Some(sink), true) = (&postgres, roles.gateway) {
+            gateway = gateway.with_history(Arc::new(PostgresHistory(Arc::clone(sink))));
+        }
+        let gateway = Arc::new(gateway);
+        let mut topics = Vec::new();
+        if roles.gateway {
+            topics.push(Topic::Executions);
+        }
+        if roles.market_data || (roles.gateway && config.gateway.market_data) {
+            topics.push(Topic::MarketData);
+        }
+        feeds = spawn_feeds(&gateway, &bus, &topics, &stop_feeds)?;
+        Some(gateway)
+    } else {
+        None
+    };
+    let consumers = if roles.persist {
+        start_consumers(&config, &engine_config.symbols, &bus, postgres).await?
+    } else {
+        Vec::new()
+    };
+    let shard_statuses: Vec<Arc<ShardStatus>> = shards.statuses.iter().map(|(_, s)| Arc::clone(s)).collect();
     let probe = Arc::new(ExchangeProbe {
         bus: Arc::clone(&bus),
-        shards: statuses.clone(),
-        feeds: feeds.clone(),
+        shards: shards.statuses.clone(),
+        feeds: feeds.0.clone(),
         consumers: consumers.iter().map(Consumer::probe).collect(),
     });
-    tokio::spawn(open_when_caught_up(Arc::clone(&gateway), Arc::clone(&bus), statuses, feeds));
 
     let address = listener.local_addr()?;
-    tracing::info!(%address, partitions = config.partitions, data_dir = %config.data_dir.display(), "serving");
+    tracing::info!(
+        %address,
+        partitions = config.partitions,
+        shards = ?roles.shards,
+        gateway = roles.gateway,
+        market_data = roles.market_data,
+        persist = roles.persist,
+        backbone = if on_kafka { "kafka" } else { "embedded" },
+        "serving"
+    );
     let failed_wait = Arc::clone(&failed);
     let stop = async move {
         tokio::select! {
@@ -186,13 +304,19 @@ pub async fn run(
             () = failed_wait.notified() => {}
         }
     };
-    let served = tachyon_gateway::server::serve(listener, Arc::clone(&gateway), probe, stop).await;
+    let served = match &gateway {
+        Some(gateway) => {
+            tokio::spawn(open_when_caught_up(Arc::clone(gateway), Arc::clone(&bus), shard_statuses, feeds.0.clone()));
+            tachyon_gateway::server::serve(listener, Arc::clone(gateway), probe, stop).await
+        }
+        None => tachyon_gateway::server::serve_router(listener, ops_router(probe), stop).await,
+    };
 
     tracing::info!("draining the engine shards");
-    stop_shards.store(true, Ordering::Release);
-    let bus_for_join = Arc::clone(&bus);
+    shards.stop.store(true, Ordering::Release);
+    let threads = shards.threads;
     tokio::task::spawn_blocking(move || {
-        for t in shard_threads {
+        for t in threads {
             let _ = t.join();
         }
     })
@@ -202,15 +326,19 @@ pub async fn run(
     for consumer in consumers {
         consumer.shutdown(deadline).await;
     }
+    let feed_threads = feeds.1;
     tokio::task::spawn_blocking(move || {
         stop_feeds.store(true, Ordering::Release);
         for t in feed_threads {
             let _ = t.join();
         }
-        bus_for_join.close();
+        bus.close();
     })
     .await?;
     served.context("HTTP server")?;
+    if shards.failed.load(Ordering::Acquire) {
+        bail!("an engine shard failed (see the log); restarting recovers it");
+    }
     tracing::info!("stopped cleanly");
     Ok(())
 }
@@ -262,11 +390,11 @@ pub const POSTGRES_GROUP: &str = "tachyon-persist-postgres";
 /// The DynamoDB persister's consumer group.
 pub const DYNAMODB_GROUP: &str = "tachyon-persist-dynamodb";
 
-/// Opens order entry once every shard has replayed its input and the feeds have read every
-/// output that existed at that point (so the order store knows every id in use).
+/// Opens order entry once every local shard has replayed its input and the feeds have read
+/// every output that existed at that point (so the order store knows every id in use).
 async fn open_when_caught_up(
     gateway: Arc<Gateway>,
-    bus: Arc<EmbeddedBus>,
+    bus: Arc<dyn Backbone>,
     shards: Vec<Arc<ShardStatus>>,
     feeds: Vec<Arc<FeedPosition>>,
 ) {

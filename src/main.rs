@@ -1,9 +1,11 @@
 //! `tachyon`: the exchange's single binary.
 //!
-//! `tachyon run` (the default) starts the whole exchange on the embedded backbone; the
-//! other commands mint API keys, print the symbols and check a configuration. The
-//! distributed roles arrive with the Kafka issue.
+//! `tachyon run` (the default) starts the whole exchange in one process, on the embedded
+//! backbone or (`--kafka`) over Kafka; `gateway`, `engine`, `marketdata` and `persist` run
+//! one role each over Kafka; the other commands mint API keys, print the symbols and check
+//! a configuration.
 
+use tachyon::exchange::Roles;
 use tachyon::{config, exchange};
 
 use std::process::ExitCode;
@@ -34,6 +36,32 @@ enum Command {
         #[command(flatten)]
         overrides: config::Overrides,
     },
+    /// Order entry and market data over REST and WebSocket (distributed mode: --kafka).
+    /// Every gateway needs its own --gateway-id.
+    Gateway {
+        #[command(flatten)]
+        overrides: config::Overrides,
+    },
+    /// Engine shards for some partitions (distributed mode: --kafka). Two engines must never
+    /// run the same shard.
+    Engine {
+        /// The partitions this engine owns, e.g. `0,1` or `0-3` (default: all of them).
+        #[arg(long, env = "TACHYON_SHARDS", value_parser = parse_shards)]
+        shards: Option<Shards>,
+        #[command(flatten)]
+        overrides: config::Overrides,
+    },
+    /// Market data only: book, trades, ticker, candles and their WebSocket channels from
+    /// `tachyon.marketdata` (distributed mode: --kafka).
+    Marketdata {
+        #[command(flatten)]
+        overrides: config::Overrides,
+    },
+    /// A persistence consumer (distributed mode: --kafka).
+    Persist {
+        #[command(subcommand)]
+        sink: PersistSink,
+    },
     /// Print the default symbol table as JSON (the body of `GET /v1/symbols`).
     Symbols,
     /// API keys.
@@ -46,6 +74,56 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum PersistSink {
+    /// Orders, order events, trades and fills into PostgreSQL (migrations applied on start).
+    Postgres {
+        /// `postgres://user:password@host:port/database` (or --postgres, postgres.url).
+        #[arg(long, env = "TACHYON_DATABASE_URL", hide_env_values = true)]
+        database_url: Option<String>,
+        #[command(flatten)]
+        overrides: config::Overrides,
+    },
+    /// Orders and trades into DynamoDB (credentials and region from the AWS chain).
+    Dynamodb {
+        /// A DynamoDB-compatible endpoint instead of AWS's.
+        #[arg(long)]
+        endpoint_url: Option<String>,
+        /// Create the tables if missing.
+        #[arg(long)]
+        create_tables: bool,
+        #[command(flatten)]
+        overrides: config::Overrides,
+    },
+}
+
+/// A set of partitions given as `0,2,5-7`.
+#[derive(Clone, Debug)]
+struct Shards(Vec<u32>);
+
+fn parse_shards(text: &str) -> Result<Shards, String> {
+    let mut shards = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let number = |s: &str| s.trim().parse::<u32>().map_err(|_| format!("{s:?} is not a partition number"));
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (number(a)?, number(b)?);
+                if a > b {
+                    return Err(format!("empty range {part}"));
+                }
+                shards.extend(a..=b);
+            }
+            None => shards.push(number(part)?),
+        }
+    }
+    shards.sort_unstable();
+    shards.dedup();
+    if shards.is_empty() {
+        return Err("no partitions given".into());
+    }
+    Ok(Shards(shards))
 }
 
 #[derive(Debug, Subcommand)]
@@ -89,14 +167,41 @@ fn run(cli: Cli) -> Result<()> {
     match command {
         Command::Run { overrides } => {
             let config = config::Config::load(&overrides)?;
-            init_logging(config.log_format);
-            let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-            runtime.block_on(async {
-                let listener = tokio::net::TcpListener::bind(config.listen)
-                    .await
-                    .with_context(|| format!("binding {}", config.listen))?;
-                exchange::run(config, listener, shutdown_signal()).await
-            })?;
+            let roles = Roles::all(config.partitions);
+            serve(config, roles)?;
+        }
+        Command::Gateway { overrides } => {
+            serve(config::Config::load(&overrides)?, Roles { gateway: true, ..Roles::default() })?;
+        }
+        Command::Marketdata { overrides } => {
+            serve(config::Config::load(&overrides)?, Roles { market_data: true, ..Roles::default() })?;
+        }
+        Command::Engine { shards, overrides } => {
+            let config = config::Config::load(&overrides)?;
+            let shards = shards.map_or_else(|| (0..config.partitions).collect(), |s| s.0);
+            serve(config, Roles { shards, ..Roles::default() })?;
+        }
+        Command::Persist { sink: PersistSink::Postgres { database_url, overrides } } => {
+            let mut config = config::Config::load(&overrides)?;
+            if let Some(url) = database_url {
+                config.postgres.url = url;
+            }
+            if config.postgres.url.is_empty() {
+                anyhow::bail!("give the database with --database-url (or --postgres, postgres.url)");
+            }
+            config.dynamodb.enabled = false;
+            config.validate()?;
+            serve(config, Roles { persist: true, ..Roles::default() })?;
+        }
+        Command::Persist { sink: PersistSink::Dynamodb { endpoint_url, create_tables, overrides } } => {
+            let mut config = config::Config::load(&overrides)?;
+            if let Some(endpoint) = endpoint_url {
+                config.dynamodb.endpoint_url = endpoint;
+            }
+            config.dynamodb.enabled = true;
+            config.dynamodb.create_tables |= create_tables;
+            config.postgres.url.clear();
+            serve(config, Roles { persist: true, ..Roles::default() })?;
         }
         Command::Symbols => {
             let symbols: Vec<SymbolInfo> = default_symbols().iter().map(SymbolInfo::from).collect();
@@ -136,6 +241,17 @@ fn run(cli: Cli) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Runs `roles` until SIGTERM or Ctrl-C.
+fn serve(config: config::Config, roles: Roles) -> Result<()> {
+    init_logging(config.log_format);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener =
+            tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        exchange::run(config, roles, listener, shutdown_signal()).await
+    })
 }
 
 fn init_logging(format: config::LogFormat) {

@@ -61,3 +61,33 @@ fn config_check_reports_defaults_files_and_mistakes() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("per_secnd") && stderr.contains("bad.toml"), "{stderr}");
 }
+
+#[test]
+fn distributed_roles_need_a_broker_and_valid_shards() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    for role in [&["gateway"][..], &["engine"], &["marketdata"], &["persist", "dynamodb"]] {
+        let out = tachyon()
+            .args(role)
+            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env_remove("TACHYON_KAFKA")
+            .output()
+            .expect("runs");
+        assert!(!out.status.success(), "{role:?} without --kafka");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("--kafka"), "{role:?}: {stderr}");
+    }
+    for bad in ["5-3", "x", ","] {
+        let out = tachyon().args(["engine", "--shards", bad]).output().expect("runs");
+        assert!(!out.status.success(), "--shards {bad}");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--shards"), "--shards {bad}");
+    }
+    let out = tachyon()
+        .args(["engine", "--shards", "0,7", "--kafka", "127.0.0.1:1", "--listen", "127.0.0.1:0"])
+        .output()
+        .expect("runs");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("shard 7 does not exist"), "checked before connecting");
+    let out = tachyon().args(["config", "check", "--gateway-id", "1024"]).output().expect("runs");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gateway_id"), "gateway ids are 0-1023");
+}

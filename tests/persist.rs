@@ -7,6 +7,8 @@
 mod common;
 #[path = "support/dynamodb.rs"]
 mod ddb;
+#[path = "support/kafka.rs"]
+mod kafka;
 #[path = "support/local_server.rs"]
 mod local_server;
 #[path = "support/postgres.rs"]
@@ -15,7 +17,7 @@ mod pg;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::process::{client, free_port, sigkill, start, start_with_env};
+use common::process::{client, free_port, sigkill, start, start_command, start_with_env};
 use common::{Client, Server};
 use deadpool_postgres::tokio_postgres::Client as Db;
 use serde_json::{json, Value};
@@ -392,4 +394,38 @@ async fn orders_and_fills_beyond_memory_are_served_from_postgres() {
         assert!(stamps.windows(2).all(|w| w[0] >= w[1]), "{account}: newest first");
     }
     server.stop().await.expect("stops cleanly");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persister_process_over_kafka_killed_mid_stream_loses_and_doubles_nothing() {
+    let url = pg::fresh_database("kafka").await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = KeyRing::load_or_create(dir.path()).expect("keys");
+    let (brokers, prefix) = (kafka::brokers(), kafka::topic_prefix("persist"));
+    let kafka_args = ["--kafka", brokers.as_str(), "--topic-prefix", prefix.as_str()];
+    let exchange = start_command(dir.path(), free_port(), &["run"], &kafka_args, &[], "exchange.log").await;
+    let persister_port = free_port();
+    let persist = ["persist", "postgres", "--database-url", url.as_str()];
+    let mut persister = start_command(dir.path(), persister_port, &persist, &kafka_args, &[], "persist.log").await;
+    let clients: Vec<Client> = ACCOUNTS.iter().map(|a| client(&exchange.base, &keys, a)).collect();
+
+    let streaming = {
+        let clients = clients.clone();
+        tokio::spawn(async move { trade(&clients, 0..30, true).await })
+    };
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    sigkill(&mut persister);
+    let mut ids = streaming.await.expect("streamed");
+    let persister = start_command(dir.path(), persister_port, &persist, &kafka_args, &[], "persist.log").await;
+    ids.extend(trade(&clients, 30..35, false).await);
+    let until = Instant::now() + Duration::from_secs(60);
+    for (who, id) in &ids {
+        while clients[*who].get(&format!("/v1/orders/{id}")).await.body["status"] == "pending" {
+            assert!(Instant::now() < until, "order {id} never settled");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+    wait_persisted(&persister.base).await;
+    let db = pg::connect(&url).await;
+    assert_db_matches_api(&db, &exchange.base, &clients, &ids).await;
 }

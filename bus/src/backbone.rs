@@ -69,6 +69,24 @@ pub trait Backbone: Send + Sync + 'static {
         ack: Option<Ack>,
     ) -> Result<(), BusError>;
 
+    /// [`Backbone::produce`] with a record key (the symbol on `tachyon.orders`): Kafka
+    /// stores it with the records; the embedded log has no keys and ignores it.
+    ///
+    /// # Errors
+    /// As [`Backbone::produce`]. Kafka: when its queue fills up part-way through a batch,
+    /// the records already queued are removed from `payloads` and `ack` covers only them.
+    fn produce_keyed(
+        &self,
+        topic: Topic,
+        partition: u32,
+        key: &[u8],
+        payloads: &mut Vec<Vec<u8>>,
+        ack: Option<Ack>,
+    ) -> Result<(), BusError> {
+        let _ = key;
+        self.produce(topic, partition, payloads, ack)
+    }
+
     /// Waits until everything produced so far to the partition is durable.
     ///
     /// # Errors
@@ -101,6 +119,10 @@ pub trait Backbone: Send + Sync + 'static {
 
     /// `true` while the backbone can take writes.
     fn is_healthy(&self) -> bool;
+
+    /// Makes everything produced durable (bounded) and stops taking writes: the last step
+    /// of a graceful shutdown. Idempotent.
+    fn close(&self);
 }
 
 /// Reads one partition in order.

@@ -71,7 +71,7 @@ impl EmbeddedConfig {
 
     fn journal(&self, topic: Topic) -> JournalConfig {
         match topic {
-            Topic::Orders | Topic::DeadLetter => self.input,
+            Topic::Orders | Topic::DeadLetter | Topic::Snapshots => self.input,
             Topic::Executions | Topic::MarketData => self.output,
         }
     }
@@ -216,6 +216,7 @@ fn topic_short(topic: Topic) -> &'static str {
         Topic::Executions => "exe",
         Topic::MarketData => "md",
         Topic::DeadLetter => "dlq",
+        Topic::Snapshots => "snap",
     }
 }
 
@@ -319,6 +320,10 @@ impl Backbone for EmbeddedBus {
 
     fn is_healthy(&self) -> bool {
         self.logs.iter().flatten().all(|log| log.healthy.load(Ordering::Acquire))
+    }
+
+    fn close(&self) {
+        EmbeddedBus::close(self);
     }
 }
 

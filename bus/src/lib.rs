@@ -10,13 +10,15 @@
 //! - [`journal`]: the durable storage under the embedded backbone: an append-only,
 //!   checksummed, segmented log with a configurable fsync policy and recovery that cuts
 //!   off a torn tail instead of replaying it.
-//!
-//! The Kafka implementation (rdkafka) comes with the Kafka issue, behind the same trait.
+//! - [`kafka`]: the same trait over a Kafka broker (rdkafka): idempotent producers with
+//!   acks=all, assign-only readers, group commits; for the distributed roles.
 
 pub mod backbone;
 pub mod embedded;
 pub mod journal;
+pub mod kafka;
 
 pub use backbone::{dead_letter_json, last_record, produce_blocking, Ack, Backbone, BusError, PartitionReader, Record};
 pub use embedded::{EmbeddedBus, EmbeddedConfig};
 pub use journal::{FsyncPolicy, Journal, JournalConfig, JournalError, JournalReader, Recovery};
+pub use kafka::{KafkaBus, KafkaConfig};

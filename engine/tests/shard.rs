@@ -6,71 +6,14 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+#[path = "../../tests/support/reference.rs"]
+mod reference;
+
+use reference::{commands, engine_config, expected};
 use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig};
 use tachyon_engine::runner::{run_shard, ShardConfig, ShardStatus, SnapshotStore};
-use tachyon_engine::{Engine, EngineConfig, Event};
-use tachyon_proto::symbol::default_symbols;
 use tachyon_proto::wire::{decode_output, encode, CommandEnvelope, ShardOutput};
 use tachyon_proto::*;
-
-fn engine_config() -> EngineConfig {
-    EngineConfig { symbols: default_symbols(), limits: Default::default() }
-}
-
-/// A deterministic stream that rests, crosses and cancels on BTC-USD.
-fn commands(range: std::ops::Range<u64>) -> Vec<CommandEnvelope> {
-    range
-        .map(|i| {
-            let account = AccountId::parse(if i % 2 == 0 { "alice" } else { "bob" }).expect("valid");
-            let command = if i % 7 == 6 {
-                Command::Cancel(Cancel { order_id: OrderId(i - 3), account, timestamp: Timestamp(i as i64) })
-            } else {
-                Command::New(NewOrder {
-                    order_id: OrderId(i),
-                    account,
-                    symbol: SymbolId(1),
-                    side: if i % 3 == 0 { Side::Buy } else { Side::Sell },
-                    order_type: OrderType::Limit,
-                    time_in_force: TimeInForce::Gtc,
-                    post_only: false,
-                    stp: SelfTradePrevention::None,
-                    price: Some(Price(1_000 + (i % 5) as i64)),
-                    qty: Qty(1 + i % 4),
-                    client_order_id: None,
-                    timestamp: Timestamp(i as i64),
-                })
-            };
-            CommandEnvelope { request_id: i, gateway_id: 1, command }
-        })
-        .collect()
-}
-
-/// What the shard must publish for `cmds`, computed with the bare engine.
-fn expected(cmds: &[CommandEnvelope]) -> (Vec<ShardOutput>, Vec<ShardOutput>) {
-    let mut engine = Engine::new(engine_config());
-    let (mut executions, mut market_data, mut seq) = (Vec::new(), Vec::new(), 0);
-    for (offset, env) in cmds.iter().enumerate() {
-        let mut events: Vec<Event> = Vec::new();
-        engine.process(&env.command, &mut events);
-        let output = |seq, events: Vec<Event>| ShardOutput {
-            partition: 0,
-            seq,
-            input_offset: offset as u64,
-            request_id: env.request_id,
-            gateway_id: env.gateway_id,
-            command: env.command,
-            events,
-        };
-        seq += 1;
-        executions.push(output(seq, events.iter().filter(|e| e.is_private()).copied().collect()));
-        let public: Vec<Event> = events.iter().filter(|e| e.is_public()).copied().collect();
-        if !public.is_empty() {
-            seq += 1;
-            market_data.push(output(seq, public));
-        }
-    }
-    (executions, market_data)
-}
 
 fn produce(bus: &EmbeddedBus, cmds: &[CommandEnvelope]) {
     let mut payloads: Vec<Vec<u8>> = cmds.iter().map(|c| encode(c).expect("encodes")).collect();

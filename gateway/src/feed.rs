@@ -1,9 +1,10 @@
 //! The gateway's feeds: threads that read the engine's outputs from the backbone and
 //! apply them to the order store (replies included) and the market data.
 //!
-//! In one process the feeds read every partition from the start, rebuilding the state
-//! after a restart; a record read twice is ignored (deduplicated by partition and
-//! sequence).
+//! The feeds read every partition from the start, rebuilding the state after a restart; a
+//! record read twice is ignored (deduplicated by partition and sequence). A gateway reads
+//! `tachyon.executions` (its replies, the order store, the `orders` channel) and, when it
+//! serves market data, `tachyon.marketdata`; a market-data server reads only the latter.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -27,14 +28,20 @@ pub struct FeedPosition {
 /// The feeds' positions and threads.
 pub type Feeds = (Vec<Arc<FeedPosition>>, Vec<JoinHandle<()>>);
 
-/// Starts one feed thread per partition of `tachyon.executions` and `tachyon.marketdata`.
+/// Starts one feed thread per partition of each of `topics` (`tachyon.executions`,
+/// `tachyon.marketdata`).
 ///
 /// # Errors
 /// The backbone's, when a reader cannot be created.
-pub fn spawn_feeds(gateway: &Arc<Gateway>, bus: &Arc<dyn Backbone>, stop: &Arc<AtomicBool>) -> Result<Feeds, BusError> {
+pub fn spawn_feeds(
+    gateway: &Arc<Gateway>,
+    bus: &Arc<dyn Backbone>,
+    topics: &[Topic],
+    stop: &Arc<AtomicBool>,
+) -> Result<Feeds, BusError> {
     let mut positions = Vec::new();
     let mut threads = Vec::new();
-    for topic in [Topic::Executions, Topic::MarketData] {
+    for &topic in topics {
         for partition in 0..bus.partitions() {
             let mut reader = bus.reader(topic, partition, 0)?;
             let position = Arc::new(FeedPosition { topic, partition, next: AtomicU64::new(0) });

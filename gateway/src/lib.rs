@@ -40,5 +40,5 @@ pub use history::History;
 pub use idempotency::{Begin, IdempotencyConfig, IdempotencyStore, StoredResponse, Ticket};
 pub use rate_limit::{Decision, RateLimitConfig, RateLimiter};
 pub use rest::Probe;
-pub use service::{Gateway, GatewayConfig, ResponseMode};
+pub use service::{Gateway, GatewayConfig, ResponseMode, MAX_GATEWAY_ID};
 pub use symbols::Symbols;

@@ -77,7 +77,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/fills", get(fills))
         .route("/v1/admin/latency", get(admin_latency).delete(admin_latency))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
-    Router::new()
+    let public = Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics))
@@ -85,9 +85,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/book/{symbol}", get(book))
         .route("/v1/trades/{symbol}", get(trades))
         .route("/v1/ticker/{symbol}", get(ticker))
-        .route("/v1/candles/{symbol}", get(candles))
-        .merge(private)
-        .layer(DefaultBodyLimit::max(state.gateway.config.max_body_bytes))
+        .route("/v1/candles/{symbol}", get(candles));
+    // A market-data-only server has no private routes: they answer 404.
+    let routes = if state.gateway.config.order_entry { public.merge(private) } else { public };
+    routes.layer(DefaultBodyLimit::max(state.gateway.config.max_body_bytes))
 }
 
 /// Counts every response by route and status (the `/metrics` counter).
@@ -157,7 +158,10 @@ where
     F: std::future::Future<Output = ApiResult>,
 {
     let run = |r: ApiResult| r.unwrap_or_else(|e| ApiResponse::error(&e));
-    let Some(key) = headers.get("idempotency-key") else { return run(work.await).into_response() };
+    // Errors answer through `ApiError`, which adds `Retry-After` where one applies.
+    let Some(key) = headers.get("idempotency-key") else {
+        return work.await.map_or_else(IntoResponse::into_response, IntoResponse::into_response);
+    };
     let Ok(key) = key.to_str() else {
         return ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be printable ASCII")
             .into_response();
@@ -193,9 +197,16 @@ where
         }
         Ok(Begin::Proceed(ticket)) => ticket,
     };
-    let response = run(work.await);
+    let outcome = work.await;
+    if let Err(error) = &outcome {
+        if error.status.is_server_error() {
+            store.abandon(ticket); // No outcome: a retry may run it.
+            return error.clone().into_response();
+        }
+    }
+    let response = run(outcome);
     if response.status.is_server_error() {
-        store.abandon(ticket); // No outcome: a retry may run it.
+        store.abandon(ticket);
     } else {
         store.complete(ticket, StoredResponse { status: response.status.as_u16(), body: response.body.clone() });
     }

@@ -4,12 +4,15 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use axum::extract::State;
+use axum::http::{header, StatusCode};
 use axum::routing::get;
 use axum::serve::ListenerExt;
 use axum::{middleware, Router};
 use tokio::net::TcpListener;
 
 use crate::rest::{self, AppState, Probe};
+
 use crate::service::Gateway;
 use crate::ws;
 
@@ -24,6 +27,52 @@ pub fn router(gateway: Arc<Gateway>, probe: Arc<dyn Probe>) -> Router {
         .with_state(state)
 }
 
+/// The routes of a process without the API (an engine or a persister): `/healthz`,
+/// `/readyz` and `/metrics` from its probe.
+pub fn ops_router(probe: Arc<dyn Probe>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route(
+            "/readyz",
+            get(|State(probe): State<Arc<dyn Probe>>| async move {
+                let ready = probe.ready();
+                let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+                (status, axum::Json(serde_json::json!({"ready": ready})))
+            }),
+        )
+        .route(
+            "/metrics",
+            get(|State(probe): State<Arc<dyn Probe>>| async move {
+                let mut out = String::with_capacity(4096);
+                probe.metrics(&mut out);
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+            }),
+        )
+        .fallback(rest::not_found)
+        .with_state(probe)
+}
+
+/// Serves `app` until `shutdown` resolves, then stops accepting and lets in-flight
+/// requests finish (axum's graceful shutdown).
+///
+/// # Errors
+/// I/O errors of the listener.
+pub async fn serve_router(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    // Answers and WebSocket frames are small and latency-bound: without TCP_NODELAY,
+    // Nagle's algorithm holds a second small write until the first is acknowledged, and
+    // the client's delayed ACK turns that into 40 ms stalls.
+    let listener = listener.tap_io(|tcp| {
+        if let Err(error) = tcp.set_nodelay(true) {
+            tracing::warn!(%error, "cannot set TCP_NODELAY");
+        }
+    });
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
 /// Serves until `shutdown` resolves, then stops accepting and lets in-flight requests
 /// finish (axum's graceful shutdown).
 ///
@@ -35,14 +84,5 @@ pub async fn serve(
     probe: Arc<dyn Probe>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(gateway, probe);
-    // Answers and WebSocket frames are small and latency-bound: without TCP_NODELAY,
-    // Nagle's algorithm holds a second small write until the first is acknowledged, and
-    // the client's delayed ACK turns that into 40 ms stalls.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(error) = tcp.set_nodelay(true) {
-            tracing::warn!(%error, "cannot set TCP_NODELAY");
-        }
-    });
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+    serve_router(listener, router(gateway, probe), shutdown).await
 }

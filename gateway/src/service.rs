@@ -38,8 +38,11 @@ use crate::KeyRing;
 /// Gateway settings.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GatewayConfig {
-    /// Distinguishes this gateway's requests in engine replies.
+    /// Distinguishes this gateway's requests in engine replies and its order ids from other
+    /// gateways' (0 to [`MAX_GATEWAY_ID`]; unique per gateway process).
     pub gateway_id: u32,
+    /// Takes orders (`false`: a market-data-only server).
+    pub order_entry: bool,
     /// How long `?response=result` waits for the engine before answering `pending`.
     pub reply_timeout: Duration,
     pub max_body_bytes: usize,
@@ -62,6 +65,7 @@ impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             gateway_id: 1,
+            order_entry: true,
             reply_timeout: Duration::from_secs(5),
             max_body_bytes: 64 * 1024,
             max_batch_orders: 100,
@@ -75,6 +79,11 @@ impl Default for GatewayConfig {
         }
     }
 }
+
+/// Largest gateway id: order ids are `counter << GATEWAY_ID_BITS | gateway_id`, so
+/// gateways never hand out the same id.
+pub const MAX_GATEWAY_ID: u32 = (1 << GATEWAY_ID_BITS) - 1;
+const GATEWAY_ID_BITS: u32 = 10;
 
 /// How long to wait for an answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -156,13 +165,19 @@ impl Gateway {
         }
     }
 
-    /// Opens for business: order ids continue above every id seen and above the current
-    /// time in microseconds (so a restart never reuses an id, even one still in flight).
+    /// Opens for business: the order-id counter continues above every id seen and above
+    /// the current time in microseconds (so a restart never reuses an id, even one still in
+    /// flight); ids carry the gateway id in their low bits (see [`MAX_GATEWAY_ID`]).
     pub fn set_ready(&self) {
         let now_micros = u64::try_from(Timestamp::now().0 / 1_000).unwrap_or(0);
-        let seed = now_micros.max(self.orders.max_order_id() + 1);
+        let seed = now_micros.max((self.orders.max_order_id() >> GATEWAY_ID_BITS) + 1);
         self.next_order_id.fetch_max(seed, Ordering::AcqRel);
         self.ready.store(true, Ordering::Release);
+    }
+
+    fn new_order_id(&self) -> OrderId {
+        let counter = self.next_order_id.fetch_add(1, Ordering::Relaxed);
+        OrderId(counter << GATEWAY_ID_BITS | u64::from(self.config.gateway_id & MAX_GATEWAY_ID))
     }
 
     pub fn is_ready(&self) -> bool {
@@ -229,7 +244,21 @@ impl Gateway {
         &self.latency
     }
 
-    fn produce(&self, command: Command, partition: u32, mode: ResponseMode) -> Result<Submitted, ApiError> {
+    /// Produces `command` to `partition`, keyed by its symbol's name when there is one.
+    fn produce(
+        &self,
+        command: Command,
+        partition: u32,
+        symbol: Option<SymbolId>,
+        mode: ResponseMode,
+    ) -> Result<Submitted, ApiError> {
+        if !self.config.order_entry {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "this server publishes market data only: send orders to a gateway",
+            ));
+        }
         if !self.ready.load(Ordering::Acquire) {
             return Err(ApiError::unavailable("the exchange is starting up (recovering its journal)"));
         }
@@ -239,6 +268,7 @@ impl Gateway {
         let payload =
             encode(&envelope).map_err(|e| ApiError::unavailable(format!("cannot encode the command: {e}")))?;
         let mut payloads = vec![payload];
+        let key = symbol.and_then(|s| self.symbols.by_id(s)).map_or(&[][..], |spec| spec.name.as_bytes());
         // Every command's durable acknowledgement is timed; ack mode also answers on it.
         let latency = Arc::clone(&self.latency);
         let result = match mode {
@@ -248,17 +278,17 @@ impl Gateway {
                     latency.since(Hop::Ack, stamped);
                     let _ = tx.send(r);
                 });
-                self.bus.produce(Topic::Orders, partition, &mut payloads, Some(ack)).map(|()| Submitted::Ack(rx))
+                self.bus
+                    .produce_keyed(Topic::Orders, partition, key, &mut payloads, Some(ack))
+                    .map(|()| Submitted::Ack(rx))
             }
             ResponseMode::Result => {
                 let (tx, rx) = oneshot::channel();
                 self.pending.lock().insert(request_id, tx);
                 let ack = Box::new(move |_| latency.since(Hop::Ack, stamped));
-                self.bus.produce(Topic::Orders, partition, &mut payloads, Some(ack)).map(|()| Submitted::Result {
-                    request_id,
-                    stamped,
-                    reply: rx,
-                })
+                self.bus
+                    .produce_keyed(Topic::Orders, partition, key, &mut payloads, Some(ack))
+                    .map(|()| Submitted::Result { request_id, stamped, reply: rx })
             }
         };
         result.map_err(|e| {
@@ -321,7 +351,7 @@ impl Gateway {
             }
         }
         let order = NewOrder {
-            order_id: OrderId(self.next_order_id.fetch_add(1, Ordering::Relaxed)),
+            order_id: self.new_order_id(),
             account,
             symbol: spec.id,
             side: valid.side,
@@ -334,7 +364,7 @@ impl Gateway {
             client_order_id: valid.client_order_id,
             timestamp: Timestamp::now(),
         };
-        let submitted = self.produce(Command::New(order), self.partition(spec.id)?, mode)?;
+        let submitted = self.produce(Command::New(order), self.partition(spec.id)?, Some(spec.id), mode)?;
         self.metrics.orders_submitted.fetch_add(1, Ordering::Relaxed);
         Ok(PlacedOrder { order, submitted })
     }
@@ -380,7 +410,7 @@ impl Gateway {
     pub fn cancel(&self, account: AccountId, id: OrderId) -> Result<Submitted, ApiError> {
         let symbol = self.owned_open(account, id)?;
         let command = Command::Cancel(Cancel { order_id: id, account, timestamp: Timestamp::now() });
-        self.produce(command, self.partition(symbol)?, ResponseMode::Result)
+        self.produce(command, self.partition(symbol)?, Some(symbol), ResponseMode::Result)
     }
 
     /// Sends an amend (sync part); `price`/`qty` are decimal strings on the symbol's grid.
@@ -416,7 +446,7 @@ impl Gateway {
             }
         }
         let command = Command::Amend(Amend { order_id: id, account, price, qty, timestamp: Timestamp::now() });
-        self.produce(command, self.partition(symbol)?, ResponseMode::Result)
+        self.produce(command, self.partition(symbol)?, Some(symbol), ResponseMode::Result)
     }
 
     /// Waits for a cancel or amend: 200 with the order, or 202 with the order as known
@@ -454,7 +484,7 @@ impl Gateway {
             .map(|p| {
                 let command =
                     Command::CancelAll(CancelAll { account, symbol, cause: CancelAllCause::Request, timestamp });
-                self.produce(command, p, ResponseMode::Result)
+                self.produce(command, p, symbol, ResponseMode::Result)
             })
             .collect()
     }

@@ -171,7 +171,7 @@ impl Connection {
             return Err(ApiError::bad_request("already_subscribed", "already subscribed to this channel"));
         }
         let task = match channel.as_str() {
-            "orders" => {
+            "orders" if self.gateway.config.order_entry => {
                 let account = self
                     .account
                     .ok_or_else(|| ApiError::unauthorized("the orders channel needs authentication (op auth)"))?;

@@ -12,11 +12,14 @@ pub enum Topic {
     MarketData,
     /// Input records that could not be decoded, with the error.
     DeadLetter,
+    /// Engine snapshots in chunks (distributed mode: they outlive the engine's machine).
+    Snapshots,
 }
 
 impl Topic {
     /// Every topic, in a fixed order.
-    pub const ALL: [Topic; 4] = [Topic::Orders, Topic::Executions, Topic::MarketData, Topic::DeadLetter];
+    pub const ALL: [Topic; 5] =
+        [Topic::Orders, Topic::Executions, Topic::MarketData, Topic::DeadLetter, Topic::Snapshots];
 
     /// The topic's name on the broker (and its directory in the embedded journal).
     pub fn name(self) -> &'static str {
@@ -25,6 +28,7 @@ impl Topic {
             Topic::Executions => "tachyon.executions",
             Topic::MarketData => "tachyon.marketdata",
             Topic::DeadLetter => "tachyon.dlq",
+            Topic::Snapshots => "tachyon.snapshots",
         }
     }
 }

@@ -46,7 +46,8 @@ impl Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
         let base = format!("http://{}", listener.local_addr().expect("address"));
         let (stop, stopped) = oneshot::channel::<()>();
-        let task = tokio::spawn(tachyon::exchange::run(config, listener, async {
+        let roles = tachyon::exchange::Roles::all(config.partitions);
+        let task = tokio::spawn(tachyon::exchange::run(config, roles, listener, async {
             let _ = stopped.await;
         }));
         let server = Self { base, dir, keys, stop: Some(stop), task: Some(task) };

@@ -24,9 +24,24 @@ pub async fn start(dir: &std::path::Path, port: u16, extra: &[&str]) -> Process 
 
 /// [`start`] with environment variables added for the child.
 pub async fn start_with_env(dir: &std::path::Path, port: u16, extra: &[&str], env: &[(&str, &str)]) -> Process {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).expect("log file");
+    start_command(dir, port, &["run"], extra, env, "server.log").await
+}
+
+/// Starts `tachyon <command…>` (a role: `gateway`, `engine --shards 0`, …) on `dir` and
+/// `port`, logging to `dir/<log>`; waits until `/readyz` answers 200.
+pub async fn start_command(
+    dir: &std::path::Path,
+    port: u16,
+    command: &[&str],
+    extra: &[&str],
+    env: &[(&str, &str)],
+    log: &str,
+) -> Process {
+    let log_path = dir.join(log);
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log file");
     let mut child = Command::new(env!("CARGO_BIN_EXE_tachyon"))
-        .args(["run", "--listen", &format!("127.0.0.1:{port}"), "--log-format", "text"])
+        .args(command)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--log-format", "text"])
         .arg("--data-dir")
         .arg(dir)
         .args(extra)
@@ -37,17 +52,21 @@ pub async fn start_with_env(dir: &std::path::Path, port: u16, extra: &[&str], en
         .expect("starts the binary");
     let base = format!("http://127.0.0.1:{port}");
     let http = reqwest::Client::new();
-    for _ in 0..1000 {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while std::time::Instant::now() < deadline {
         if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
             if r.status() == 200 {
                 return Process { child, base };
             }
         }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("tachyon {command:?} exited with {status}; see {}", log_path.display());
+        }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let _ = child.kill();
     let _ = child.wait();
-    panic!("the server did not become ready; see {}", dir.join("server.log").display());
+    panic!("tachyon {command:?} did not become ready; see {}", log_path.display());
 }
 
 impl Drop for Process {

@@ -199,7 +199,10 @@ impl Shard {
             self.publish()?;
             let position = reader.position();
             self.status.position.store(position, Ordering::Relaxed);
-            if n == 0 || n < self.config.batch_max {
+            // Asking for the end of the input costs a broker round trip on Kafka: only while
+            // recovering or draining, not on every batch.
+            let check_end = !self.status.caught_up.load(Ordering::Relaxed) || stop.load(Ordering::Acquire);
+            if check_end && (n == 0 || n < self.config.batch_max) {
                 let end = self.bus.end_offset(Topic::Orders, partition)?;
                 if position >= end {
                     if !self.status.caught_up.swap(true, Ordering::Release) {
@@ -313,14 +316,14 @@ impl Shard {
         }
         let started = Instant::now();
         let snapshot = ShardSnapshot { next_input, out_seq: self.out_seq, engine: self.engine.snapshot() };
-        let path = self.config.snapshots.save(&snapshot)?;
+        let place = self.config.snapshots.save(&snapshot)?;
         tracing::info!(
             partition,
             next_input,
             out_seq = self.out_seq,
             open_orders = self.engine.open_orders(),
             took_ms = started.elapsed().as_millis() as u64,
-            path = %path.display(),
+            place = %place,
             "snapshot written"
         );
         self.status.snapshots.fetch_add(1, Ordering::Relaxed);

@@ -1,0 +1,451 @@
+//! Distributed mode against a real broker (tansu, started by `infra/local/kafka.sh`): the
+//! roles as separate `tachyon` processes over Kafka, each test on topics of its own.
+//!
+//! - an order trades across gateway, engine and market-data processes;
+//! - two engines each own one partition;
+//! - SIGKILL of an engine (several times, mid-stream) leaves the executions and market-data
+//!   topics equal, record for record, to the reference run: no gap, no duplicate;
+//! - SIGKILL of a gateway loses no acknowledged order and duplicates none; a market-data
+//!   server killed and restarted serves what an uninterrupted one serves;
+//! - a poison command lands in the dead-letter topic and the shard goes on;
+//! - without a broker the gateway answers 503 with `Retry-After`, and recovers.
+
+mod common;
+#[path = "support/kafka.rs"]
+mod kafka;
+#[path = "support/local_server.rs"]
+mod local_server;
+#[path = "support/reference.rs"]
+mod reference;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::process::{client, free_port, sigkill, start_command, Process};
+use common::Client;
+use serde_json::{json, Value};
+use tachyon_bus::{Backbone, KafkaBus, KafkaConfig};
+use tachyon_gateway::KeyRing;
+use tachyon_proto::symbol::{default_symbols, partition_for};
+use tachyon_proto::wire::{decode_output, encode, CommandEnvelope, ShardOutput};
+use tachyon_proto::{Command, SymbolId, Topic};
+
+const PARTITIONS: u32 = 2;
+
+/// One test's exchange: a data directory (shared key secret, logs), a topic prefix and a
+/// configuration file every process of the test uses.
+struct Cluster {
+    dir: tempfile::TempDir,
+    prefix: String,
+    brokers: String,
+    keys: KeyRing,
+}
+
+impl Cluster {
+    fn new(label: &str, config: &str) -> Self {
+        Self::on(kafka::brokers(), label, config)
+    }
+
+    fn on(brokers: String, label: &str, config: &str) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("tachyon.toml"), config).expect("config file");
+        let keys = KeyRing::load_or_create(dir.path()).expect("key secret");
+        Self { dir, prefix: kafka::topic_prefix(label), brokers, keys }
+    }
+
+    fn args(&self) -> Vec<String> {
+        let dir = self.dir.path();
+        [
+            "--kafka",
+            &self.brokers,
+            "--topic-prefix",
+            &self.prefix,
+            "--partitions",
+            &PARTITIONS.to_string(),
+            "--config",
+            &dir.join("tachyon.toml").display().to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
+    /// Starts `tachyon <role…>` on `port`, waits until it is ready.
+    async fn start(&self, role: &[&str], port: u16, log: &str) -> Process {
+        let args = self.args();
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        start_command(self.dir.path(), port, role, &args, &[], log).await
+    }
+
+    /// The test's own client of the topics.
+    fn bus(&self) -> KafkaBus {
+        let mut config = KafkaConfig::new(&self.brokers, PARTITIONS);
+        config.topic_prefix.clone_from(&self.prefix);
+        config.client_id = "test".into();
+        KafkaBus::connect(&config).expect("connects")
+    }
+
+    fn client(&self, p: &Process, account: &str) -> Client {
+        client(&p.base, &self.keys, account)
+    }
+
+    fn log(&self, name: &str) -> String {
+        std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+}
+
+fn public(p: &Process) -> Client {
+    Client { base: p.base.clone(), key: None, http: reqwest::Client::new() }
+}
+
+/// Every output record of one partition, in order.
+fn read_outputs(bus: &KafkaBus, topic: Topic, partition: u32) -> Vec<ShardOutput> {
+    let end = bus.end_offset(topic, partition).expect("end offset");
+    let mut reader = bus.reader(topic, partition, 0).expect("reader");
+    let mut records = Vec::new();
+    while reader.position() < end {
+        assert!(reader.poll(&mut records, 1000, Duration::from_secs(10)).expect("poll") > 0, "readable to the end");
+    }
+    records.iter().map(|r| decode_output(&r.payload).expect("an output record")).collect()
+}
+
+fn produce(bus: &KafkaBus, partition: u32, commands: &[CommandEnvelope]) {
+    let mut payloads: Vec<Vec<u8>> = commands.iter().map(|c| encode(c).expect("encodes")).collect();
+    tachyon_bus::produce_blocking(bus, Topic::Orders, partition, &mut payloads).expect("produced");
+}
+
+/// The first default symbol on each partition.
+fn symbol_per_partition() -> Vec<(u32, SymbolId, String)> {
+    (0..PARTITIONS)
+        .map(|p| {
+            let spec = default_symbols()
+                .into_iter()
+                .find(|s| partition_for(&s.name, PARTITIONS) == p)
+                .expect("a symbol on every partition");
+            (p, spec.id, spec.name)
+        })
+        .collect()
+}
+
+async fn wait_for(what: &str, mut done: impl FnMut() -> bool, within: Duration) {
+    let deadline = Instant::now() + within;
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_trades_across_gateway_engine_and_marketdata_processes() {
+    let cluster = Cluster::new("roles", "[gateway]\nmarket_data = false\n");
+    let engine = cluster.start(&["engine"], free_port(), "engine.log").await;
+    let gateway = cluster.start(&["gateway", "--gateway-id", "7"], free_port(), "gateway.log").await;
+    let market = cluster.start(&["marketdata"], free_port(), "marketdata.log").await;
+    let (alice, bob) = (cluster.client(&gateway, "alice"), cluster.client(&gateway, "bob"));
+
+    let resting = alice.limit("BTC-USD", "sell", "30000.00", "0.5").await;
+    assert_eq!(resting["status"], "new", "{resting}");
+    let id = resting["order_id"].as_str().expect("id");
+    assert_eq!(id.parse::<u64>().expect("numeric id") & 1023, 7, "the gateway id is in the order id");
+    let taker = bob.limit("BTC-USD", "buy", "30000.00", "0.5").await;
+    assert_eq!(taker["status"], "filled", "{taker}");
+    assert_eq!(alice.get(&format!("/v1/orders/{id}")).await.body["status"], "filled");
+    let fills = bob.get("/v1/fills").await;
+    assert_eq!(fills.body.as_array().map(Vec::len), Some(1), "{}", fills.body);
+
+    // The market-data server saw the trade from the marketdata topic.
+    let md = public(&market);
+    let trades = md.get_when("/v1/trades/BTC-USD", |b| b.as_array().is_some_and(|t| t.len() == 1)).await;
+    assert_eq!(trades[0]["price"], "30000.00", "{trades}");
+    assert_eq!(trades[0]["quantity"], "0.5", "{trades}");
+    // It takes no orders and has no private routes.
+    let refused = client(&market.base, &cluster.keys, "alice")
+        .post(
+            "/v1/orders",
+            &json!({"symbol": "BTC-USD", "side": "buy", "type": "limit", "price": "1.00", "quantity": "1"}),
+        )
+        .await;
+    refused.expect_error(404, "not_found");
+    // The engine process serves only operations endpoints.
+    let metrics = reqwest::get(format!("{}/metrics", engine.base)).await.expect("metrics").text().await.expect("text");
+    assert!(metrics.contains("tachyon_engine_commands_total{partition=\"0\"}"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_engines_own_one_partition_each() {
+    let cluster = Cluster::new("two", "");
+    let zero = cluster.start(&["engine", "--shards", "0"], free_port(), "engine0.log").await;
+    let one = cluster.start(&["engine", "--shards", "1"], free_port(), "engine1.log").await;
+    let gateway = cluster.start(&["gateway"], free_port(), "gateway.log").await;
+    let (alice, bob) = (cluster.client(&gateway, "alice"), cluster.client(&gateway, "bob"));
+    for (_, _, symbol) in symbol_per_partition() {
+        alice.limit(&symbol, "sell", "10.00", "1").await;
+        let taker = bob.limit(&symbol, "buy", "10.00", "1").await;
+        assert_eq!(taker["status"], "filled", "{symbol}: {taker}");
+    }
+    for (engine, mine, theirs) in [(&zero, "0", "1"), (&one, "1", "0")] {
+        let text = reqwest::get(format!("{}/metrics", engine.base)).await.expect("metrics").text().await.expect("text");
+        let commands = |p: &str| format!("tachyon_engine_commands_total{{partition=\"{p}\"}} 2");
+        assert!(text.contains(&commands(mine)), "engine {mine} ran its two commands:\n{text}");
+        assert!(!text.contains(&format!("partition=\"{theirs}\"}} ")), "engine {mine} has no shard {theirs}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_engine_mid_stream_leaves_outputs_equal_to_the_reference() {
+    // Small snapshot interval: the restarts recover from snapshots on the snapshots topic.
+    let cluster = Cluster::new("enginekill", "[snapshots]\nevery_commands = 2500\nevery_secs = 1\n");
+    let per_partition = 10_000;
+    let streams: Vec<(u32, Vec<CommandEnvelope>)> = symbol_per_partition()
+        .into_iter()
+        .map(|(p, symbol, _)| (p, reference::commands_on(symbol, 1_000_000 * u64::from(p + 1), 0..per_partition)))
+        .collect();
+    let bus = Arc::new(cluster.bus());
+    let produced = Arc::new(AtomicBool::new(false));
+    let producer = {
+        let (bus, streams, produced) = (Arc::clone(&bus), streams.clone(), Arc::clone(&produced));
+        std::thread::spawn(move || {
+            for chunk in 0..20 {
+                for (p, commands) in &streams {
+                    let size = commands.len() / 20;
+                    produce(&bus, *p, &commands[chunk * size..(chunk + 1) * size]);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            for (p, _) in &streams {
+                bus.flush(Topic::Orders, *p, Duration::from_secs(30)).expect("flushed");
+            }
+            produced.store(true, Ordering::Release);
+        })
+    };
+
+    let port = free_port();
+    let mut engine = cluster.start(&["engine"], port, "engine.log").await;
+    for pause_ms in [300, 700, 1_500] {
+        tokio::time::sleep(Duration::from_millis(pause_ms)).await;
+        sigkill(&mut engine);
+        engine = cluster.start(&["engine"], port, "engine.log").await;
+    }
+    producer.join().expect("producer");
+    assert!(produced.load(Ordering::Acquire));
+
+    for (p, commands) in &streams {
+        let (executions, market_data) = reference::expected_on(*p, commands);
+        wait_for(
+            "the engine to publish every output",
+            || {
+                bus.end_offset(Topic::Executions, *p).expect("end") >= executions.len() as u64
+                    && bus.end_offset(Topic::MarketData, *p).expect("end") >= market_data.len() as u64
+            },
+            Duration::from_secs(120),
+        )
+        .await;
+        let got = read_outputs(&bus, Topic::Executions, *p);
+        assert_eq!(got.len(), executions.len(), "partition {p}: no gap, no duplicate in executions");
+        assert!(got == executions, "partition {p}: executions equal the reference run");
+        let got = read_outputs(&bus, Topic::MarketData, *p);
+        assert_eq!(got.len(), market_data.len(), "partition {p}: no gap, no duplicate in market data");
+        assert!(got == market_data, "partition {p}: market data equals the reference run");
+    }
+    let log = cluster.log("engine.log");
+    assert!(log.contains("snapshot written"), "snapshots were taken");
+    assert!(log.matches("shard recovering").count() >= 8, "four starts of two shards");
+    drop(engine);
+}
+
+/// Places acknowledged orders until `stop`; returns the ids the gateway acknowledged.
+async fn place_until(alice: Client, bob: Client, stop: Arc<AtomicBool>) -> Vec<String> {
+    let mut acked = Vec::new();
+    let mut i = 0u32;
+    while !stop.load(Ordering::Acquire) {
+        let (c, side, price) = if i % 2 == 0 { (&alice, "sell", 100 + i % 5) } else { (&bob, "buy", 98 + i % 6) };
+        let body = json!({"symbol": "BTC-USD", "side": side, "type": "limit", "price": format!("{price}.00"), "quantity": "1"});
+        let request = c
+            .http
+            .post(format!("{}/v1/orders?response=ack", c.base))
+            .header("X-API-Key", c.key.as_deref().expect("a key"));
+        // A refused connection (the gateway is down) is not an acknowledgement.
+        if let Ok(response) = request.json(&body).send().await {
+            if response.status() == 202 {
+                let body: Value = response.json().await.expect("json");
+                acked.push(body["order_id"].as_str().expect("id").to_string());
+            }
+        }
+        i += 1;
+    }
+    acked
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_a_gateway_or_marketdata_server_loses_and_doubles_nothing() {
+    let cluster = Cluster::new("gwkill", "");
+    let _engine = cluster.start(&["engine"], free_port(), "engine.log").await;
+    let gateway_port = free_port();
+    let mut gateway = cluster.start(&["gateway"], gateway_port, "gateway.log").await;
+    let steady = cluster.start(&["marketdata"], free_port(), "marketdata-steady.log").await;
+    let killed_port = free_port();
+    let mut killed = cluster.start(&["marketdata"], killed_port, "marketdata-killed.log").await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let placing = tokio::spawn(place_until(
+        cluster.client(&gateway, "alice"),
+        cluster.client(&gateway, "bob"),
+        Arc::clone(&stop),
+    ));
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    sigkill(&mut gateway);
+    sigkill(&mut killed);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    gateway = cluster.start(&["gateway"], gateway_port, "gateway.log").await;
+    killed = cluster.start(&["marketdata"], killed_port, "marketdata-killed.log").await;
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    stop.store(true, Ordering::Release);
+    let acked = placing.await.expect("placing");
+    assert!(acked.len() > 50, "orders flowed before and after the restart: {}", acked.len());
+
+    // Every acknowledged order reached the engine exactly once.
+    let bus = cluster.bus();
+    let partition = partition_for("BTC-USD", PARTITIONS);
+    let mut seen: HashMap<u64, usize> = HashMap::new();
+    wait_for(
+        "every acknowledged order in the executions",
+        || {
+            seen.clear();
+            for output in read_outputs(&bus, Topic::Executions, partition) {
+                if let Command::New(order) = output.command {
+                    *seen.entry(order.order_id.0).or_default() += 1;
+                }
+            }
+            acked.iter().all(|id| seen.contains_key(&id.parse().expect("numeric")))
+        },
+        Duration::from_secs(60),
+    )
+    .await;
+    assert!(seen.values().all(|&n| n == 1), "no command twice");
+    // The restarted gateway knows them all (rebuilt from the executions topic).
+    let alice = cluster.client(&gateway, "alice");
+    let bob = cluster.client(&gateway, "bob");
+    for id in &acked {
+        let (a, b) = (alice.get(&format!("/v1/orders/{id}")).await, bob.get(&format!("/v1/orders/{id}")).await);
+        assert!(a.status == 200 || b.status == 200, "order {id} known after the restart");
+    }
+    // The restarted market-data server serves what the uninterrupted one serves.
+    let end = bus.end_offset(Topic::MarketData, partition).expect("end");
+    let sequence_at_end = |b: &Value| b["sequence"].as_u64().is_some_and(|s| s > 0);
+    let steady_book = public(&steady).get_when("/v1/book/BTC-USD?depth=1000", sequence_at_end).await;
+    let mut killed_book = Value::Null;
+    for _ in 0..100 {
+        killed_book = public(&killed).get("/v1/book/BTC-USD?depth=1000").await.body;
+        if killed_book == steady_book {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(end > 0);
+    assert_eq!(killed_book, steady_book, "the same book after a SIGKILL and restart");
+    let path = "/v1/trades/BTC-USD?limit=1000";
+    assert_eq!(public(&killed).get(path).await.body, public(&steady).get(path).await.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poison_command_goes_to_the_dead_letter_topic_and_the_shard_goes_on() {
+    let cluster = Cluster::new("poison", "");
+    let bus = cluster.bus();
+    let (partition, symbol, _) = symbol_per_partition()[1].clone();
+    let commands = reference::commands_on(symbol, 5_000_000, 0..20);
+    produce(&bus, partition, &commands[..10]);
+    let mut poison = vec![b"\x01not a command".to_vec()];
+    tachyon_bus::produce_blocking(&bus, Topic::Orders, partition, &mut poison).expect("produced");
+    produce(&bus, partition, &commands[10..]);
+    bus.flush(Topic::Orders, partition, Duration::from_secs(10)).expect("flushed");
+
+    let _engine = cluster.start(&["engine"], free_port(), "engine.log").await;
+    wait_for(
+        "the commands after the poison",
+        || bus.end_offset(Topic::Executions, partition).expect("end") >= 20,
+        Duration::from_secs(30),
+    )
+    .await;
+    let outputs = read_outputs(&bus, Topic::Executions, partition);
+    assert_eq!(outputs.len(), 20, "every valid command, none for the poison");
+    assert_eq!(outputs[10].input_offset, 11, "the shard went on past offset 10");
+    let end = bus.end_offset(Topic::DeadLetter, partition).expect("end");
+    assert_eq!(end, 1, "one dead letter");
+    let mut reader = bus.reader(Topic::DeadLetter, partition, 0).expect("reader");
+    let mut letters = Vec::new();
+    reader.poll(&mut letters, 1, Duration::from_secs(10)).expect("poll");
+    let letter: Value = serde_json::from_slice(&letters[0].payload).expect("json letter");
+    assert_eq!(letter["source_topic"], "tachyon.orders");
+    assert_eq!(letter["offset"], 10);
+    assert!(letter["error"].as_str().is_some_and(|e| !e.is_empty()), "{letter}");
+}
+
+/// A broker of this test's own, so stopping it disturbs no other test.
+struct OwnBroker {
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnBroker {
+    fn start() -> Self {
+        let broker = Self { port: free_port(), dir: tempfile::tempdir().expect("tempdir") };
+        broker.run("start");
+        broker
+    }
+
+    fn run(&self, command: &str) -> String {
+        local_server::run(&local_server::script("kafka.sh"), command, self.port, self.dir.path())
+    }
+}
+
+impl Drop for OwnBroker {
+    fn drop(&mut self) {
+        self.run("stop");
+    }
+}
+
+async fn place(c: &Client) -> common::Answer {
+    c.post(
+        "/v1/orders?response=ack",
+        &json!({"symbol": "BTC-USD", "side": "buy", "type": "limit", "price": "10.00", "quantity": "1"}),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_broker_the_gateway_answers_503_and_recovers() {
+    let broker = OwnBroker::start();
+    let cluster = Cluster::on(broker.run("url"), "outage", "[kafka]\ndelivery_timeout_ms = 2000\n");
+    let exchange = cluster.start(&["run"], free_port(), "run.log").await;
+    let alice = cluster.client(&exchange, "alice");
+    assert_eq!(place(&alice).await.status, 202);
+
+    broker.run("stop");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let refused = loop {
+        let answer = place(&alice).await;
+        if answer.status == 503 {
+            break answer;
+        }
+        assert!(Instant::now() < deadline, "never refused: {} {}", answer.status, answer.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    refused.expect_error(503, "unavailable");
+    assert!(refused.headers.contains_key("retry-after"), "{:?}", refused.headers);
+    let ready = reqwest::get(format!("{}/readyz", exchange.base)).await.expect("readyz");
+    assert_eq!(ready.status(), 503, "not ready without a broker");
+
+    broker.run("start");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let answer = place(&alice).await;
+        if answer.status == 202 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "never recovered: {} {}", answer.status, answer.body);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let ready = reqwest::get(format!("{}/readyz", exchange.base)).await.expect("readyz");
+    assert_eq!(ready.status(), 200, "ready again");
+}

@@ -1,0 +1,81 @@
+//! A deterministic command stream and what an engine shard must publish for it, computed
+//! with the bare engine: the reference that crash tests compare a shard's outputs with
+//! (the embedded shard tests and the Kafka process tests).
+
+#![allow(dead_code, reason = "each test file uses a different part")]
+
+use tachyon_engine::{Engine, EngineConfig, Event};
+use tachyon_proto::symbol::default_symbols;
+use tachyon_proto::wire::{CommandEnvelope, ShardOutput};
+use tachyon_proto::*;
+
+pub fn engine_config() -> EngineConfig {
+    EngineConfig { symbols: default_symbols(), limits: Default::default() }
+}
+
+/// A deterministic stream that rests, crosses and cancels on `symbol` (order ids
+/// `id_base + i`, so streams for several symbols do not share ids).
+pub fn commands_on(symbol: SymbolId, id_base: u64, range: std::ops::Range<u64>) -> Vec<CommandEnvelope> {
+    range
+        .map(|i| {
+            let account = AccountId::parse(if i % 2 == 0 { "alice" } else { "bob" }).expect("valid");
+            let command = if i % 7 == 6 {
+                Command::Cancel(Cancel { order_id: OrderId(id_base + i - 3), account, timestamp: Timestamp(i as i64) })
+            } else {
+                Command::New(NewOrder {
+                    order_id: OrderId(id_base + i),
+                    account,
+                    symbol,
+                    side: if i % 3 == 0 { Side::Buy } else { Side::Sell },
+                    order_type: OrderType::Limit,
+                    time_in_force: TimeInForce::Gtc,
+                    post_only: false,
+                    stp: SelfTradePrevention::None,
+                    price: Some(Price(1_000 + (i % 5) as i64)),
+                    qty: Qty(1 + i % 4),
+                    client_order_id: None,
+                    timestamp: Timestamp(i as i64),
+                })
+            };
+            CommandEnvelope { request_id: i, gateway_id: 1, command }
+        })
+        .collect()
+}
+
+/// [`commands_on`] BTC-USD.
+pub fn commands(range: std::ops::Range<u64>) -> Vec<CommandEnvelope> {
+    commands_on(SymbolId(1), 0, range)
+}
+
+/// What shard `partition` must publish for `cmds` (its whole input, from offset 0):
+/// (executions, market data).
+pub fn expected_on(partition: u32, cmds: &[CommandEnvelope]) -> (Vec<ShardOutput>, Vec<ShardOutput>) {
+    let mut engine = Engine::new(engine_config());
+    let (mut executions, mut market_data, mut seq) = (Vec::new(), Vec::new(), 0);
+    for (offset, env) in cmds.iter().enumerate() {
+        let mut events: Vec<Event> = Vec::new();
+        engine.process(&env.command, &mut events);
+        let output = |seq, events: Vec<Event>| ShardOutput {
+            partition,
+            seq,
+            input_offset: offset as u64,
+            request_id: env.request_id,
+            gateway_id: env.gateway_id,
+            command: env.command,
+            events,
+        };
+        seq += 1;
+        executions.push(output(seq, events.iter().filter(|e| e.is_private()).copied().collect()));
+        let public: Vec<Event> = events.iter().filter(|e| e.is_public()).copied().collect();
+        if !public.is_empty() {
+            seq += 1;
+            market_data.push(output(seq, public));
+        }
+    }
+    (executions, market_data)
+}
+
+/// [`expected_on`] partition 0.
+pub fn expected(cmds: &[CommandEnvelope]) -> (Vec<ShardOutput>, Vec<ShardOutput>) {
+    expected_on(0, cmds)
+}
