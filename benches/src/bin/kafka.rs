@@ -51,6 +51,13 @@ struct Args {
     /// Bytes per message (Tachyon's commands are ~100-200 bytes).
     #[arg(long, default_value_t = 160)]
     payload: usize,
+    /// Messages sent in the first seconds are not recorded (clients connecting, fetch
+    /// sessions starting).
+    #[arg(long, default_value_t = 2)]
+    warmup: u64,
+    /// `fetch.wait.max.ms` of the consumers (Tachyon's `kafka.fetch_wait_ms`).
+    #[arg(long, default_value_t = 100)]
+    fetch_wait_ms: u32,
     /// Write the results here as JSON.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
@@ -68,6 +75,8 @@ fn histogram() -> Histogram<u64> {
 /// Delivery reports: the broker acknowledgement latency from each message's intended time.
 struct Acks {
     start: Instant,
+    /// Messages intended before this (ns) are not recorded.
+    warmup: u64,
     histogram: Arc<Mutex<Histogram<u64>>>,
     failed: Arc<AtomicU64>,
 }
@@ -82,6 +91,9 @@ impl ProducerContext for Acks {
             self.failed.fetch_add(1, Ordering::Relaxed);
             return;
         }
+        if *intended < self.warmup {
+            return;
+        }
         let _ = self.histogram.lock().record(now(self.start).saturating_sub(*intended).max(1_000));
     }
 }
@@ -89,8 +101,18 @@ impl ProducerContext for Acks {
 /// The producer Tachyon's gateway uses, without the wrapper.
 fn producer(brokers: &str, acks: Option<&Acks>) -> Result<ThreadedProducer<Acks>> {
     let context = match acks {
-        Some(a) => Acks { start: a.start, histogram: Arc::clone(&a.histogram), failed: Arc::clone(&a.failed) },
-        None => Acks { start: Instant::now(), histogram: Arc::new(Mutex::new(histogram())), failed: Arc::default() },
+        Some(a) => Acks {
+            start: a.start,
+            warmup: a.warmup,
+            histogram: Arc::clone(&a.histogram),
+            failed: Arc::clone(&a.failed),
+        },
+        None => Acks {
+            start: Instant::now(),
+            warmup: u64::MAX,
+            histogram: Arc::new(Mutex::new(histogram())),
+            failed: Arc::default(),
+        },
     };
     ClientConfig::new()
         .set("bootstrap.servers", brokers)
@@ -103,13 +125,13 @@ fn producer(brokers: &str, acks: Option<&Acks>) -> Result<ThreadedProducer<Acks>
         .context("producer")
 }
 
-fn consumer(brokers: &str, topic: &str) -> Result<BaseConsumer> {
+fn consumer(brokers: &str, topic: &str, fetch_wait_ms: u32) -> Result<BaseConsumer> {
     let consumer: BaseConsumer = ClientConfig::new()
         .set("bootstrap.servers", brokers)
         .set("group.id", "bench")
         .set("enable.auto.commit", "false")
         .set("enable.partition.eof", "false")
-        .set("fetch.wait.max.ms", "100")
+        .set("fetch.wait.max.ms", fetch_wait_ms.to_string())
         .set("socket.nagle.disable", "true")
         .create()
         .context("consumer")?;
@@ -148,14 +170,15 @@ fn main() -> Result<()> {
     let last = if args.hops == 1 { a.clone() } else { b.clone() };
 
     let start = Instant::now();
-    let acks = Acks { start, histogram: Arc::new(Mutex::new(histogram())), failed: Arc::default() };
+    let warmup = args.warmup * 1_000_000_000;
+    let acks = Acks { start, warmup, histogram: Arc::new(Mutex::new(histogram())), failed: Arc::default() };
     let round_trip = Arc::new(Mutex::new(histogram()));
     let received = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
 
     let relay = (args.hops == 2)
         .then(|| -> Result<_> {
-            let (input, output) = (consumer(&args.brokers, &a)?, producer(&args.brokers, None)?);
+            let (input, output) = (consumer(&args.brokers, &a, args.fetch_wait_ms)?, producer(&args.brokers, None)?);
             let (stop, b) = (Arc::clone(&stop), b.clone());
             Ok(std::thread::spawn(move || {
                 while !stop.load(Ordering::Acquire) {
@@ -170,7 +193,7 @@ fn main() -> Result<()> {
         })
         .transpose()?;
     let receiver = {
-        let input = consumer(&args.brokers, &last)?;
+        let input = consumer(&args.brokers, &last, args.fetch_wait_ms)?;
         let (stop, round_trip, received) = (Arc::clone(&stop), Arc::clone(&round_trip), Arc::clone(&received));
         std::thread::spawn(move || {
             while !stop.load(Ordering::Acquire) {
@@ -178,7 +201,9 @@ fn main() -> Result<()> {
                     let payload = message.payload().unwrap_or_default();
                     let intended = u64::from_le_bytes(payload[..8].try_into().expect("8 bytes"));
                     drop(message);
-                    let _ = round_trip.lock().record(now(start).saturating_sub(intended).max(1_000));
+                    if intended >= warmup {
+                        let _ = round_trip.lock().record(now(start).saturating_sub(intended).max(1_000));
+                    }
                     received.fetch_add(1, Ordering::Relaxed);
                 }
             }
@@ -237,6 +262,8 @@ fn main() -> Result<()> {
         "brokers": args.brokers,
         "hops": args.hops,
         "target_rate": args.rate,
+        "fetch_wait_ms": args.fetch_wait_ms,
+        "warmup_secs": args.warmup,
         "sent": sent,
         "received": got,
         "failed_deliveries": acks.failed.load(Ordering::Relaxed),
