@@ -224,8 +224,12 @@ fn run(cli: Cli) -> Result<()> {
                     if config.dynamodb.endpoint_url.is_empty() { "AWS" } else { &config.dynamodb.endpoint_url };
                 format!("tables {}_*, endpoint {endpoint}", d.table_prefix)
             });
+            let backbone = config.kafka_config().map_or_else(
+                || "embedded".to_owned(),
+                |k| format!("kafka {} (topics {}tachyon.*)", k.brokers, k.topic_prefix),
+            );
             println!(
-                "configuration OK: listen {}, data_dir {}, {} partitions, {} symbols, fsync {:?}, \
+                "configuration OK: listen {}, backbone {backbone}, data_dir {}, {} partitions, {} symbols, fsync {:?}, \
                  rate limit {}/s (burst {}), idempotency ttl {:?}, postgres {}, dynamodb {}",
                 config.listen,
                 config.data_dir.display(),

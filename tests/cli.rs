@@ -88,6 +88,9 @@ fn distributed_roles_need_a_broker_and_valid_shards() {
         .expect("runs");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("shard 7 does not exist"), "checked before connecting");
+    let out = tachyon().args(["config", "check", "--kafka", "k1:9092", "--topic-prefix", "x."]).output().expect("runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("backbone kafka k1:9092 (topics x.tachyon.*)"), "{stdout}");
     let out = tachyon().args(["config", "check", "--gateway-id", "1024"]).output().expect("runs");
     assert!(String::from_utf8_lossy(&out.stderr).contains("gateway_id"), "gateway ids are 0-1023");
 }

@@ -1,7 +1,7 @@
 //! Distributed mode against a real broker (tansu, started by `infra/local/kafka.sh`): the
 //! roles as separate `tachyon` processes over Kafka, each test on topics of its own.
 //!
-//! - an order trades across gateway, engine and market-data processes;
+//! - an order trades across gateway, engine and market-data processes, with two gateways;
 //! - two engines each own one partition;
 //! - SIGKILL of an engine (several times, mid-stream) leaves the executions and market-data
 //!   topics equal, record for record, to the reference run: no gap, no duplicate;
@@ -141,8 +141,10 @@ async fn an_order_trades_across_gateway_engine_and_marketdata_processes() {
     let cluster = Cluster::new("roles", "[gateway]\nmarket_data = false\n");
     let engine = cluster.start(&["engine"], free_port(), "engine.log").await;
     let gateway = cluster.start(&["gateway", "--gateway-id", "7"], free_port(), "gateway.log").await;
+    let other = cluster.start(&["gateway", "--gateway-id", "8"], free_port(), "gateway8.log").await;
     let market = cluster.start(&["marketdata"], free_port(), "marketdata.log").await;
-    let (alice, bob) = (cluster.client(&gateway, "alice"), cluster.client(&gateway, "bob"));
+    // Two gateways at once: each gets its own replies, and sees the other's orders.
+    let (alice, bob) = (cluster.client(&gateway, "alice"), cluster.client(&other, "bob"));
 
     let resting = alice.limit("BTC-USD", "sell", "30000.00", "0.5").await;
     assert_eq!(resting["status"], "new", "{resting}");
@@ -150,7 +152,12 @@ async fn an_order_trades_across_gateway_engine_and_marketdata_processes() {
     assert_eq!(id.parse::<u64>().expect("numeric id") & 1023, 7, "the gateway id is in the order id");
     let taker = bob.limit("BTC-USD", "buy", "30000.00", "0.5").await;
     assert_eq!(taker["status"], "filled", "{taker}");
-    assert_eq!(alice.get(&format!("/v1/orders/{id}")).await.body["status"], "filled");
+    let taker_id = taker["order_id"].as_str().expect("id").parse::<u64>().expect("numeric");
+    assert_eq!(taker_id & 1023, 8, "ids from the other gateway");
+    let seen = alice.get_when(&format!("/v1/orders/{id}"), |o| o["status"] == "filled").await;
+    assert_eq!(seen["filled_quantity"], "0.5", "{seen}");
+    let elsewhere = cluster.client(&gateway, "bob").get(&format!("/v1/orders/{taker_id}")).await;
+    assert_eq!(elsewhere.body["status"], "filled", "gateway 7 knows gateway 8's order: {}", elsewhere.body);
     let fills = bob.get("/v1/fills").await;
     assert_eq!(fills.body.as_array().map(Vec::len), Some(1), "{}", fills.body);
 
@@ -448,4 +455,7 @@ async fn without_a_broker_the_gateway_answers_503_and_recovers() {
     }
     let ready = reqwest::get(format!("{}/readyz", exchange.base)).await.expect("readyz");
     assert_eq!(ready.status(), 200, "ready again");
+    // The engine and the feeds came back too: an order is matched and answered.
+    let answered = cluster.client(&exchange, "bob").limit("BTC-USD", "sell", "10.00", "1").await;
+    assert_eq!(answered["status"], "filled", "crosses alice's resting bids: {answered}");
 }

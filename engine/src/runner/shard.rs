@@ -216,7 +216,14 @@ impl Shard {
             let due = self.since_snapshot >= self.config.snapshot_every_commands
                 || (self.since_snapshot > 0 && self.last_snapshot.elapsed() >= self.config.snapshot_every);
             if due {
-                self.snapshot(position)?;
+                // A snapshot only shortens a future replay: one that cannot be written now
+                // (the broker away for longer than the flush waits, a full disk) is tried
+                // again later, and the shard keeps matching. A lost output still stops it:
+                // the next publish fails.
+                if let Err(error) = self.snapshot(position) {
+                    tracing::warn!(partition, %error, "snapshot postponed");
+                    self.last_snapshot = Instant::now();
+                }
             }
         }
         let position = reader.position();
