@@ -51,6 +51,9 @@ struct Args {
     /// Bytes per message (Tachyon's commands are ~100-200 bytes).
     #[arg(long, default_value_t = 160)]
     payload: usize,
+    /// `linger.ms` of the producers (Tachyon's `kafka.linger_ms`).
+    #[arg(long, default_value_t = 0)]
+    linger_ms: u32,
     /// Messages sent in the first seconds are not recorded (clients connecting, fetch
     /// sessions starting).
     #[arg(long, default_value_t = 2)]
@@ -99,7 +102,7 @@ impl ProducerContext for Acks {
 }
 
 /// The producer Tachyon's gateway uses, without the wrapper.
-fn producer(brokers: &str, acks: Option<&Acks>) -> Result<ThreadedProducer<Acks>> {
+fn producer(brokers: &str, linger_ms: u32, acks: Option<&Acks>) -> Result<ThreadedProducer<Acks>> {
     let context = match acks {
         Some(a) => Acks {
             start: a.start,
@@ -118,7 +121,7 @@ fn producer(brokers: &str, acks: Option<&Acks>) -> Result<ThreadedProducer<Acks>
         .set("bootstrap.servers", brokers)
         .set("enable.idempotence", "true")
         .set("acks", "all")
-        .set("linger.ms", "0")
+        .set("linger.ms", linger_ms.to_string())
         .set("queue.buffering.max.messages", "100000")
         .set("socket.nagle.disable", "true")
         .create_with_context(context)
@@ -178,7 +181,8 @@ fn main() -> Result<()> {
 
     let relay = (args.hops == 2)
         .then(|| -> Result<_> {
-            let (input, output) = (consumer(&args.brokers, &a, args.fetch_wait_ms)?, producer(&args.brokers, None)?);
+            let (input, output) =
+                (consumer(&args.brokers, &a, args.fetch_wait_ms)?, producer(&args.brokers, args.linger_ms, None)?);
             let (stop, b) = (Arc::clone(&stop), b.clone());
             Ok(std::thread::spawn(move || {
                 while !stop.load(Ordering::Acquire) {
@@ -210,7 +214,7 @@ fn main() -> Result<()> {
         })
     };
 
-    let producer = producer(&args.brokers, Some(&acks))?;
+    let producer = producer(&args.brokers, args.linger_ms, Some(&acks))?;
     let mut payload = vec![0u8; args.payload];
     let duration = Duration::from_secs(args.seconds);
     let mut sent = 0u64;
@@ -263,6 +267,7 @@ fn main() -> Result<()> {
         "hops": args.hops,
         "target_rate": args.rate,
         "fetch_wait_ms": args.fetch_wait_ms,
+        "linger_ms": args.linger_ms,
         "warmup_secs": args.warmup,
         "sent": sent,
         "received": got,
