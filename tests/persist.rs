@@ -149,6 +149,39 @@ async fn assert_db_matches_api(db: &Db, base: &str, clients: &[Client], acked: &
     assert_eq!(inconsistent, 0, "an order's filled quantity is the sum of its fills");
 }
 
+/// DynamoDB's `<prefix>_orders` holds the same order states as PostgreSQL's `orders`.
+async fn assert_dynamo_matches_postgres(prefix: &str, db: &Db) {
+    let aws = ddb::aws_config().await;
+    let dynamo = aws_sdk_dynamodb::Client::new(&aws);
+    let mut items = Vec::new();
+    let mut start = None;
+    loop {
+        let out = dynamo
+            .scan()
+            .table_name(format!("{prefix}_orders"))
+            .set_exclusive_start_key(start)
+            .send()
+            .await
+            .expect("scans");
+        items.extend(out.items().iter().cloned());
+        start = out.last_evaluated_key().cloned();
+        if start.is_none() {
+            break;
+        }
+    }
+    let rows = db.query("SELECT order_id, status, filled_lots FROM orders", &[]).await.expect("orders");
+    let in_pg: HashMap<String, (String, String)> =
+        rows.iter().map(|r| (r.get::<_, i64>(0).to_string(), (r.get(1), r.get::<_, i64>(2).to_string()))).collect();
+    assert_eq!(items.len(), in_pg.len());
+    for item in &items {
+        let field = |name: &str| {
+            let v = &item[name];
+            v.as_s().or_else(|_| v.as_n()).expect("a string or number").clone()
+        };
+        assert_eq!(in_pg[&field("order_id")], (field("status"), field("filled_lots")));
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn thousands_of_orders_end_in_postgres_as_the_api_reports_them() {
     let url = pg::fresh_database("api").await;
@@ -298,36 +331,7 @@ async fn the_binary_persists_to_postgres_and_dynamodb_at_once() {
     let db = pg::connect(&url).await;
     assert_db_matches_api(&db, &p.base, &clients, &ids).await;
 
-    // DynamoDB holds the same order states as PostgreSQL.
-    let aws = ddb::aws_config().await;
-    let dynamo = aws_sdk_dynamodb::Client::new(&aws);
-    let mut items = Vec::new();
-    let mut start = None;
-    loop {
-        let out = dynamo
-            .scan()
-            .table_name(format!("{prefix}_orders"))
-            .set_exclusive_start_key(start)
-            .send()
-            .await
-            .expect("scans");
-        items.extend(out.items().iter().cloned());
-        start = out.last_evaluated_key().cloned();
-        if start.is_none() {
-            break;
-        }
-    }
-    let rows = db.query("SELECT order_id, status, filled_lots FROM orders", &[]).await.expect("orders");
-    let in_pg: HashMap<String, (String, String)> =
-        rows.iter().map(|r| (r.get::<_, i64>(0).to_string(), (r.get(1), r.get::<_, i64>(2).to_string()))).collect();
-    assert_eq!(items.len(), in_pg.len());
-    for item in &items {
-        let field = |name: &str| {
-            let v = &item[name];
-            v.as_s().or_else(|_| v.as_n()).expect("a string or number").clone()
-        };
-        assert_eq!(in_pg[&field("order_id")], (field("status"), field("filled_lots")));
-    }
+    assert_dynamo_matches_postgres(&prefix, &db).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -428,4 +432,35 @@ async fn a_persister_process_over_kafka_killed_mid_stream_loses_and_doubles_noth
     wait_persisted(&persister.base).await;
     let db = pg::connect(&url).await;
     assert_db_matches_api(&db, &exchange.base, &clients, &ids).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_two_persister_roles_over_kafka_write_the_same_orders() {
+    let url = pg::fresh_database("roles").await;
+    let (endpoint, table_prefix) = (ddb::endpoint(), ddb::table_prefix("roles"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    let keys = KeyRing::load_or_create(dir.path()).expect("keys");
+    let config = dir.path().join("tachyon.toml");
+    std::fs::write(&config, format!("[dynamodb]\ntable_prefix = \"{table_prefix}\"\n")).expect("config file");
+    let (brokers, prefix) = (kafka::brokers(), kafka::topic_prefix("roles"));
+    let config = config.to_str().expect("utf-8 path");
+    let kafka_args = ["--kafka", brokers.as_str(), "--topic-prefix", prefix.as_str(), "--config", config];
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "test"),
+        ("AWS_SECRET_ACCESS_KEY", "test"),
+        ("AWS_REGION", "us-east-1"),
+        ("AWS_EC2_METADATA_DISABLED", "true"),
+    ];
+    let exchange = start_command(dir.path(), free_port(), &["run"], &kafka_args, &[], "exchange.log").await;
+    let postgres = ["persist", "postgres", "--database-url", url.as_str()];
+    let postgres = start_command(dir.path(), free_port(), &postgres, &kafka_args, &[], "pg.log").await;
+    let dynamodb = ["persist", "dynamodb", "--endpoint-url", endpoint.as_str(), "--create-tables"];
+    let dynamodb = start_command(dir.path(), free_port(), &dynamodb, &kafka_args, &env, "ddb.log").await;
+    let clients: Vec<Client> = ACCOUNTS.iter().map(|a| client(&exchange.base, &keys, a)).collect();
+    let ids = trade(&clients, 0..3, false).await;
+    wait_persisted(&postgres.base).await;
+    wait_persisted(&dynamodb.base).await;
+    let db = pg::connect(&url).await;
+    assert_db_matches_api(&db, &exchange.base, &clients, &ids).await;
+    assert_dynamo_matches_postgres(&table_prefix, &db).await;
 }
