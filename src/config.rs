@@ -101,6 +101,9 @@ pub struct KafkaSettings {
     pub queue_messages: u32,
     /// How long the broker holds a fetch that has nothing to return.
     pub fetch_wait_ms: u32,
+    /// An engine shard's lease expires after this long without a renewal (a crashed
+    /// engine's successor waits this long; a cleanly stopped one's starts at once).
+    pub lease_ttl_ms: u64,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -325,6 +328,7 @@ impl Default for KafkaSettings {
             delivery_timeout_ms: k.delivery_timeout_ms,
             queue_messages: k.queue_messages,
             fetch_wait_ms: k.fetch_wait_ms,
+            lease_ttl_ms: 5_000,
         }
     }
 }
@@ -572,6 +576,9 @@ impl Config {
         }
         if k.replication_factor < 1 || k.batch_bytes == 0 || k.delivery_timeout_ms == 0 || k.queue_messages == 0 {
             bail!("kafka.replication_factor, batch_bytes, delivery_timeout_ms and queue_messages must be positive");
+        }
+        if k.lease_ttl_ms < 100 {
+            bail!("kafka.lease_ttl_ms must be at least 100");
         }
         if !["none", "lz4", "zstd", "snappy", "gzip"].contains(&k.compression.as_str()) {
             bail!("kafka.compression must be none, lz4, zstd, snappy or gzip, not {:?}", k.compression);

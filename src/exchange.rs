@@ -28,7 +28,7 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig, FsyncPolicy, JournalConfig, KafkaBus};
 use tachyon_consumers::{Consumer, ConsumerProbe, DynamoSink, PostgresSink};
-use tachyon_engine::runner::{run_shard, ShardConfig, ShardStatus, SnapshotStore};
+use tachyon_engine::runner::{acquire_lease, run_shard, Lease, LeaseConfig, ShardConfig, ShardStatus, SnapshotStore};
 use tachyon_engine::EngineConfig;
 use tachyon_gateway::feed::{spawn_feeds, FeedPosition};
 use tachyon_gateway::history::Pending;
@@ -197,19 +197,38 @@ fn start_shards(
         } else {
             SnapshotStore::new(config.data_dir.join("snapshots").join(format!("{partition:04}")), config.snapshots.keep)
         };
-        let shard_config = ShardConfig {
+        let mut shard_config = ShardConfig {
             partition,
             snapshots,
             snapshot_every_commands: config.snapshots.every_commands,
             snapshot_every: Duration::from_secs(config.snapshots.every_secs),
             batch_max: 1024,
             latency: Arc::clone(latency),
+            fenced: None,
         };
         let (bus, engine_config, stop, st) =
             (Arc::clone(bus), engine_config.clone(), Arc::clone(&stop), Arc::clone(&status));
         let (failed, notify) = (Arc::clone(&failed), Arc::clone(failed_notify));
+        // Over Kafka another process may run (or still run) this shard: take its lease first.
+        let lease = on_kafka.then(|| LeaseConfig {
+            ttl: Duration::from_millis(config.kafka.lease_ttl_ms),
+            renew_every: Duration::from_millis((config.kafka.lease_ttl_ms / 5).max(1)),
+        });
+        let owner = lease_owner();
         let thread = std::thread::Builder::new().name(format!("shard-{partition}")).spawn(move || {
-            if let Err(error) = run_shard(bus, engine_config, shard_config, stop, st) {
+            let result = (|| {
+                let held = match lease {
+                    Some(lease) => match acquire_lease(&bus, partition, &owner, lease, &stop)? {
+                        Some(held) => Some(held),
+                        None => return Ok(()), // Stopped while waiting as a standby.
+                    },
+                    None => None,
+                };
+                shard_config.fenced = held.as_ref().map(Lease::lost);
+                run_shard(bus, engine_config, shard_config, stop, st)
+                // `held` drops here: the lease is released after the final snapshot.
+            })();
+            if let Err(error) = result {
                 tracing::error!(partition, %error, "engine shard failed; shutting down");
                 failed.store(true, Ordering::Release);
                 notify.notify_one();
@@ -219,6 +238,13 @@ fn start_shards(
         statuses.push((partition, status));
     }
     Ok(Shards { stop, threads, statuses, failed })
+}
+
+/// This process's name in shard leases: host, process id and start time.
+fn lease_owner() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_else(|_| "engine".into());
+    let started = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_millis();
+    format!("{}-{}-{started}", host.trim(), std::process::id())
 }
 
 /// Runs `roles` on `listener` until `shutdown` resolves (see the module docs).

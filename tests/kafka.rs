@@ -2,7 +2,8 @@
 //! roles as separate `tachyon` processes over Kafka, each test on topics of its own.
 //!
 //! - an order trades across gateway, engine and market-data processes, with two gateways;
-//! - two engines each own one partition;
+//! - two engines each own one partition; a second engine for the same shards waits as a
+//!   standby and takes over (lease) when the first is killed, with no gap or duplicate;
 //! - SIGKILL of an engine (several times, mid-stream) leaves the executions and market-data
 //!   topics equal, record for record, to the reference run: no gap, no duplicate;
 //! - SIGKILL of a gateway loses no acknowledged order and duplicates none; a market-data
@@ -23,7 +24,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::process::{client, free_port, sigkill, start_command, Process};
+use common::process::{client, free_port, sigkill, spawn_command, start_command, Process};
 use common::Client;
 use serde_json::{json, Value};
 use tachyon_bus::{Backbone, KafkaBus, KafkaConfig};
@@ -92,6 +93,13 @@ impl Cluster {
 
     fn log(&self, name: &str) -> String {
         std::fs::read_to_string(self.dir.path().join(name)).unwrap_or_default()
+    }
+
+    /// The last lines of a log, warnings and errors only, for a failure message.
+    fn tail(&self, name: &str) -> String {
+        let log = self.log(name);
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains("WARN") || l.contains("ERROR")).collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
     }
 }
 
@@ -200,9 +208,42 @@ async fn two_engines_own_one_partition_each() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_engine_for_the_same_shards_waits_and_takes_over() {
+    let cluster = Cluster::new("standby", "[kafka]\nlease_ttl_ms = 1000\n");
+    let mut first = cluster.start(&["engine"], free_port(), "engine-a.log").await;
+    let gateway = cluster.start(&["gateway"], free_port(), "gateway.log").await;
+    let (alice, bob) = (cluster.client(&gateway, "alice"), cluster.client(&gateway, "bob"));
+    let args = cluster.args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut second = spawn_command(cluster.dir.path(), free_port(), &["engine"], &args, &[], "engine-b.log");
+    let http = reqwest::Client::new();
+    for round in 0..5 {
+        alice.limit("BTC-USD", "sell", "10.00", "1").await;
+        assert_eq!(bob.limit("BTC-USD", "buy", "10.00", "1").await["status"], "filled", "round {round}");
+        assert!(!second.is_ready(&http).await, "the standby does not run the shards");
+    }
+    sigkill(&mut first);
+    second.wait_ready(Duration::from_secs(60)).await;
+    for round in 5..10 {
+        alice.limit("BTC-USD", "sell", "10.00", "1").await;
+        assert_eq!(bob.limit("BTC-USD", "buy", "10.00", "1").await["status"], "filled", "round {round}");
+    }
+    // One writer at a time: the outputs are consecutive, each sequence once.
+    let bus = cluster.bus();
+    let partition = partition_for("BTC-USD", PARTITIONS);
+    let mut sequences: Vec<u64> = read_outputs(&bus, Topic::Executions, partition).iter().map(|o| o.seq).collect();
+    sequences.extend(read_outputs(&bus, Topic::MarketData, partition).iter().map(|o| o.seq));
+    sequences.sort_unstable();
+    assert_eq!(sequences, (1..=sequences.len() as u64).collect::<Vec<_>>(), "no gap, no duplicate");
+    assert!(cluster.log("engine-b.log").contains("shard lease expired"), "took over after the ttl");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_engine_mid_stream_leaves_outputs_equal_to_the_reference() {
     // Small snapshot interval: the restarts recover from snapshots on the snapshots topic.
-    let cluster = Cluster::new("enginekill", "[snapshots]\nevery_commands = 2500\nevery_secs = 1\n");
+    // A short lease: each restart after a SIGKILL waits it out.
+    let config = "[snapshots]\nevery_commands = 2500\nevery_secs = 1\n[kafka]\nlease_ttl_ms = 1000\n";
+    let cluster = Cluster::new("enginekill", config);
     let per_partition = 10_000;
     let streams: Vec<(u32, Vec<CommandEnvelope>)> = symbol_per_partition()
         .into_iter()
@@ -450,12 +491,30 @@ async fn without_a_broker_the_gateway_answers_503_and_recovers() {
         if answer.status == 202 {
             break;
         }
-        assert!(Instant::now() < deadline, "never recovered: {} {}", answer.status, answer.body);
+        assert!(
+            Instant::now() < deadline,
+            "never recovered: {} {}\n{}",
+            answer.status,
+            answer.body,
+            cluster.tail("run.log")
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let ready = reqwest::get(format!("{}/readyz", exchange.base)).await.expect("readyz");
     assert_eq!(ready.status(), 200, "ready again");
     // The engine and the feeds came back too: an order is matched and answered.
-    let answered = cluster.client(&exchange, "bob").limit("BTC-USD", "sell", "10.00", "1").await;
-    assert_eq!(answered["status"], "filled", "crosses alice's resting bids: {answered}");
+    let bob = cluster.client(&exchange, "bob");
+    let answered = bob
+        .post(
+            "/v1/orders",
+            &json!({"symbol": "BTC-USD", "side": "sell", "type": "limit", "price": "10.00", "quantity": "1"}),
+        )
+        .await;
+    assert_eq!(
+        answered.body["status"],
+        "filled",
+        "crosses alice's bids: {}\n{}",
+        answered.body,
+        cluster.tail("run.log")
+    );
 }

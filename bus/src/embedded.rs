@@ -71,7 +71,7 @@ impl EmbeddedConfig {
 
     fn journal(&self, topic: Topic) -> JournalConfig {
         match topic {
-            Topic::Orders | Topic::DeadLetter | Topic::Snapshots => self.input,
+            Topic::Orders | Topic::DeadLetter | Topic::Snapshots | Topic::Leases => self.input,
             Topic::Executions | Topic::MarketData => self.output,
         }
     }
@@ -217,6 +217,7 @@ fn topic_short(topic: Topic) -> &'static str {
         Topic::MarketData => "md",
         Topic::DeadLetter => "dlq",
         Topic::Snapshots => "snap",
+        Topic::Leases => "lease",
     }
 }
 

@@ -14,6 +14,8 @@
 //!   and flush fails), so the process stops and its recovery re-derives the outputs instead
 //!   of leaving a gap.
 //!
+//! A third, plain (not idempotent) producer writes the engines' shard leases.
+//!
 //! Each produced batch shares one delivery record; its acknowledgement runs once every
 //! record of the batch is acknowledged by the broker (with acks=all), with their offsets.
 //!
@@ -254,6 +256,9 @@ pub struct KafkaBus {
     names: Vec<String>,
     commands: KafkaProducer,
     outputs: KafkaProducer,
+    /// Shard leases: not idempotent (a repeated renewal is harmless), so no producer state
+    /// the broker could lose and refuse after a restart.
+    leases: KafkaProducer,
     /// Metadata and watermark queries.
     meta: Arc<BaseConsumer>,
     /// One client per consumer group, for commits.
@@ -268,6 +273,20 @@ impl std::fmt::Debug for KafkaBus {
         f.debug_struct("KafkaBus").field("config", &self.config).finish_non_exhaustive()
     }
 }
+
+/// How a producer guards against duplicates and gaps.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum ProducerKind {
+    /// Idempotent (no duplicates or reordering within a session).
+    Idempotent,
+    /// Idempotent, and a record that fails for good fails the producer (no gaps).
+    Gapless,
+    /// Neither: for records whose repetition is harmless.
+    Plain,
+}
+
+/// Delivery timeout of lease records (a renewal that cannot be written is simply retried).
+const LEASE_TIMEOUT_MS: u32 = 3_000;
 
 /// How long one metadata, watermark or commit round trip may take.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -284,15 +303,22 @@ impl KafkaBus {
             return Err(BusError::Unavailable("at least one partition is needed".into()));
         }
         let health = Arc::new(Health::default());
-        let producer = |timeout_ms: u32, gapless: bool| -> Result<KafkaProducer, BusError> {
+        let producer = |timeout_ms: u32, kind: ProducerKind| -> Result<KafkaProducer, BusError> {
             let mut c = config.producer(timeout_ms);
-            if gapless {
-                c.set("enable.gapless.guarantee", "true");
+            match kind {
+                ProducerKind::Gapless => {
+                    c.set("enable.gapless.guarantee", "true");
+                }
+                ProducerKind::Plain => {
+                    c.set("enable.idempotence", "false");
+                }
+                ProducerKind::Idempotent => {}
             }
             c.create_with_context(Deliveries { health: Arc::clone(&health) }).map_err(|e| kafka_error("producer", e))
         };
-        let commands = producer(config.delivery_timeout_ms.max(1), false)?;
-        let outputs = producer(0, true)?;
+        let commands = producer(config.delivery_timeout_ms.max(1), ProducerKind::Idempotent)?;
+        let outputs = producer(0, ProducerKind::Gapless)?;
+        let leases = producer(LEASE_TIMEOUT_MS, ProducerKind::Plain)?;
         let meta: BaseConsumer =
             config.consumer("tachyon-metadata").create().map_err(|e| kafka_error("metadata client", e))?;
         let bus = Self {
@@ -300,6 +326,7 @@ impl KafkaBus {
             names: Topic::ALL.iter().map(|t| config.topic_name(*t)).collect(),
             commands,
             outputs,
+            leases,
             meta: Arc::new(meta),
             groups: Mutex::new(HashMap::new()),
             health,
@@ -435,10 +462,14 @@ impl KafkaBus {
         Ok(list)
     }
 
+    /// Commands through the producer whose records time out, what the engine derives (and
+    /// must never leave a gap in) through the gapless one, leases through their own: a
+    /// renewal in flight across a broker restart must disturb neither.
     fn producer_for(&self, topic: Topic) -> &KafkaProducer {
         match topic {
             Topic::Orders => &self.commands,
-            _ => &self.outputs,
+            Topic::Leases => &self.leases,
+            Topic::Executions | Topic::MarketData | Topic::DeadLetter | Topic::Snapshots => &self.outputs,
         }
     }
 
@@ -479,7 +510,7 @@ impl KafkaBus {
     /// Stops the health check and waits (bounded) for every queued record to be delivered.
     pub fn close(&self) {
         self.stop.store(true, Ordering::Release);
-        for producer in [&self.commands, &self.outputs] {
+        for producer in [&self.commands, &self.outputs, &self.leases] {
             if let Err(error) = producer.flush(REQUEST_TIMEOUT) {
                 tracing::warn!(%error, "records still undelivered at close");
             }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use tachyon_bus::{Backbone, BusError, KafkaBus, KafkaConfig, Record};
 use tachyon_proto::Topic;
 
-const WAIT: Duration = Duration::from_secs(10);
+const WAIT: Duration = Duration::from_secs(30);
 
 fn connect(label: &str, partitions: u32) -> KafkaBus {
     let mut config = KafkaConfig::new(kafka::brokers(), partitions);

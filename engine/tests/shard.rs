@@ -42,6 +42,7 @@ fn start(bus: &Arc<EmbeddedBus>, snapshots: &std::path::Path, every: u64) -> Run
     let status = Arc::new(ShardStatus::default());
     let config = ShardConfig {
         latency: Arc::default(),
+        fenced: None,
         partition: 0,
         snapshots: SnapshotStore::new(snapshots, 10),
         snapshot_every_commands: every,

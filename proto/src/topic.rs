@@ -14,12 +14,14 @@ pub enum Topic {
     DeadLetter,
     /// Engine snapshots in chunks (distributed mode: they outlive the engine's machine).
     Snapshots,
+    /// Which engine runs each shard (distributed mode): claims, renewals, releases.
+    Leases,
 }
 
 impl Topic {
     /// Every topic, in a fixed order.
-    pub const ALL: [Topic; 5] =
-        [Topic::Orders, Topic::Executions, Topic::MarketData, Topic::DeadLetter, Topic::Snapshots];
+    pub const ALL: [Topic; 6] =
+        [Topic::Orders, Topic::Executions, Topic::MarketData, Topic::DeadLetter, Topic::Snapshots, Topic::Leases];
 
     /// The topic's name on the broker (and its directory in the embedded journal).
     pub fn name(self) -> &'static str {
@@ -29,6 +31,7 @@ impl Topic {
             Topic::MarketData => "tachyon.marketdata",
             Topic::DeadLetter => "tachyon.dlq",
             Topic::Snapshots => "tachyon.snapshots",
+            Topic::Leases => "tachyon.leases",
         }
     }
 }

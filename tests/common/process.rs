@@ -11,6 +11,8 @@ use super::Client;
 pub struct Process {
     pub child: Child,
     pub base: String,
+    /// The command and its log, for failure messages.
+    pub what: String,
 }
 
 pub fn free_port() -> u16 {
@@ -37,9 +39,23 @@ pub async fn start_command(
     env: &[(&str, &str)],
     log: &str,
 ) -> Process {
+    let mut p = spawn_command(dir, port, command, extra, env, log);
+    p.wait_ready(Duration::from_secs(60)).await;
+    p
+}
+
+/// Starts `tachyon <command…>` like [`start_command`] without waiting for it.
+pub fn spawn_command(
+    dir: &std::path::Path,
+    port: u16,
+    command: &[&str],
+    extra: &[&str],
+    env: &[(&str, &str)],
+    log: &str,
+) -> Process {
     let log_path = dir.join(log);
     let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).expect("log file");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_tachyon"))
+    let child = Command::new(env!("CARGO_BIN_EXE_tachyon"))
         .args(command)
         .args(["--listen", &format!("127.0.0.1:{port}"), "--log-format", "text"])
         .arg("--data-dir")
@@ -50,23 +66,33 @@ pub async fn start_command(
         .stderr(log)
         .spawn()
         .expect("starts the binary");
-    let base = format!("http://127.0.0.1:{port}");
-    let http = reqwest::Client::new();
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    while std::time::Instant::now() < deadline {
-        if let Ok(r) = http.get(format!("{base}/readyz")).send().await {
-            if r.status() == 200 {
-                return Process { child, base };
-            }
-        }
-        if let Ok(Some(status)) = child.try_wait() {
-            panic!("tachyon {command:?} exited with {status}; see {}", log_path.display());
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    Process {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        what: format!("{command:?}, log {}", log_path.display()),
     }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("tachyon {command:?} did not become ready; see {}", log_path.display());
+}
+
+impl Process {
+    /// Waits until `/readyz` answers 200 (panics after `within`, or if the process exits).
+    pub async fn wait_ready(&mut self, within: Duration) {
+        let http = reqwest::Client::new();
+        let deadline = std::time::Instant::now() + within;
+        while std::time::Instant::now() < deadline {
+            if self.is_ready(&http).await {
+                return;
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("tachyon {} exited with {status}", self.what);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("tachyon {} did not become ready", self.what);
+    }
+
+    pub async fn is_ready(&self, http: &reqwest::Client) -> bool {
+        http.get(format!("{}/readyz", self.base)).send().await.is_ok_and(|r| r.status() == 200)
+    }
 }
 
 impl Drop for Process {

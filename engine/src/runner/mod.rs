@@ -4,8 +4,10 @@
 //! threads, the backbone and the files, and drives [`crate::Engine`] through its public
 //! API only.
 
+pub mod lease;
 pub mod shard;
 pub mod snapshots;
 
+pub use lease::{acquire as acquire_lease, Lease, LeaseConfig};
 pub use shard::{run_shard, ShardConfig, ShardError, ShardStatus};
 pub use snapshots::{ShardSnapshot, SnapshotStore};

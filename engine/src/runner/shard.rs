@@ -45,6 +45,9 @@ pub struct ShardConfig {
     pub batch_max: usize,
     /// Where the shard records its hops (command taken, processing time).
     pub latency: Arc<Latency>,
+    /// Set when this process lost the shard to another engine (its lease, distributed
+    /// mode): the shard stops at once, before publishing more.
+    pub fenced: Option<Arc<AtomicBool>>,
 }
 
 /// What a running shard reports (for `/readyz` and `/metrics`).
@@ -187,6 +190,12 @@ impl Shard {
         let mut reader = self.bus.reader(Topic::Orders, partition, next_input)?;
         let mut records: Vec<Record> = Vec::with_capacity(self.config.batch_max);
         loop {
+            if self.config.fenced.as_ref().is_some_and(|f| f.load(Ordering::Acquire)) {
+                return Err(ShardError::Inconsistent {
+                    partition,
+                    reason: "another engine took over this shard (its lease); stopping".into(),
+                });
+            }
             records.clear();
             let n = match reader.poll(&mut records, self.config.batch_max, Duration::from_millis(50)) {
                 Ok(n) => n,
