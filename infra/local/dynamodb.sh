@@ -13,10 +13,8 @@
 # Clients need some credentials and a region (any values): the tests set them.
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop|url <port> <dir>" >&2; exit 2; }
-[ $# -eq 3 ] || usage
-cmd=$1 port=$2 dir=$3
-[[ $port =~ ^[0-9]+$ ]] || { echo "port must be a number: $port" >&2; exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_args "$@"
 
 endpoint="http://127.0.0.1:${port}"
 venv="${TACHYON_CACHE:-$HOME/.cache/tachyon}/moto-venv"
@@ -43,8 +41,6 @@ install() {
 
 pidfile="$dir/moto.pid"
 
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
-
 case "$cmd" in
 start)
     install
@@ -54,27 +50,11 @@ start)
     else
         nohup "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" >"$dir/moto.log" 2>&1 &
         echo $! >"$pidfile"
-        for _ in $(seq 1 300); do
-            if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-                break
-            fi
-            running || { cat "$dir/moto.log" >&2; exit 1; }
-            sleep 0.1
-        done
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "moto did not start" >&2; cat "$dir/moto.log" >&2; exit 1; }
+        wait_listening "$dir/moto.log" moto
     fi
     echo "$endpoint"
     ;;
-stop)
-    if running; then
-        kill "$(cat "$pidfile")"
-        for _ in $(seq 1 50); do running || break; sleep 0.1; done
-        running && kill -9 "$(cat "$pidfile")"
-        rm -f "$pidfile"
-    else
-        echo "not running" >&2
-    fi
-    ;;
+stop) stop_pidfile ;;
 url) echo "$endpoint" ;;
-*) usage ;;
+*) parse_args ;;
 esac

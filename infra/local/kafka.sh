@@ -14,10 +14,8 @@
 # kcat cannot negotiate its API versions.
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop|url <port> <dir>" >&2; exit 2; }
-[ $# -eq 3 ] || usage
-cmd=$1 port=$2 dir=$3
-[[ $port =~ ^[0-9]+$ ]] || { echo "port must be a number: $port" >&2; exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_args "$@"
 
 brokers="127.0.0.1:${port}"
 root="${TACHYON_CACHE:-$HOME/.cache/tachyon}/tansu"
@@ -35,8 +33,6 @@ install() {
 
 pidfile="$dir/tansu.pid"
 
-running() { [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }
-
 case "$cmd" in
 start)
     install
@@ -52,27 +48,11 @@ start)
             --storage-engine "sqlite://tansu.db" \
             >"$dir/tansu.log" 2>&1) &
         echo $! >"$pidfile"
-        for _ in $(seq 1 300); do
-            if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-                break
-            fi
-            running || { cat "$dir/tansu.log" >&2; exit 1; }
-            sleep 0.1
-        done
-        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null || { echo "tansu did not start" >&2; cat "$dir/tansu.log" >&2; exit 1; }
+        wait_listening "$dir/tansu.log" tansu
     fi
     echo "$brokers"
     ;;
-stop)
-    if running; then
-        kill "$(cat "$pidfile")"
-        for _ in $(seq 1 50); do running || break; sleep 0.1; done
-        running && kill -9 "$(cat "$pidfile")"
-        rm -f "$pidfile"
-    else
-        echo "not running" >&2
-    fi
-    ;;
+stop) stop_pidfile ;;
 url) echo "$brokers" ;;
-*) usage ;;
+*) parse_args ;;
 esac

@@ -11,10 +11,8 @@
 # initdb refuses to run as root, so as root the server runs as the `postgres` user.
 set -euo pipefail
 
-usage() { echo "usage: $0 start|stop|url <port> <dir>" >&2; exit 2; }
-[ $# -eq 3 ] || usage
-cmd=$1 port=$2 dir=$3
-[[ $port =~ ^[0-9]+$ ]] || { echo "port must be a number: $port" >&2; exit 2; }
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+parse_args "$@"
 
 url="postgres://postgres@127.0.0.1:${port}/postgres"
 
@@ -95,5 +93,5 @@ stop)
     fi
     ;;
 url) echo "$url" ;;
-*) usage ;;
+*) parse_args ;;
 esac
