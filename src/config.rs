@@ -15,6 +15,7 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use tachyon_bus::{FsyncPolicy, JournalConfig, KafkaConfig};
 use tachyon_consumers::{ConsumerConfig, DynamoConfig, PostgresConfig, RetryPolicy};
+use tachyon_engine::runner::LeaseConfig;
 use tachyon_engine::{EngineConfig, RiskLimits};
 use tachyon_gateway::orders::StoreLimits;
 use tachyon_gateway::{GatewayConfig, IdempotencyConfig, RateLimitConfig, MAX_GATEWAY_ID};
@@ -328,7 +329,7 @@ impl Default for KafkaSettings {
             delivery_timeout_ms: k.delivery_timeout_ms,
             queue_messages: k.queue_messages,
             fetch_wait_ms: k.fetch_wait_ms,
-            lease_ttl_ms: 5_000,
+            lease_ttl_ms: LeaseConfig::default().ttl.as_millis() as u64,
         }
     }
 }

@@ -72,9 +72,13 @@ impl Probe for ExchangeProbe {
             out.counter("tachyon_engine_dead_letters_total", &labels, load(&s.dead_letters));
             out.counter("tachyon_engine_snapshots_total", &labels, load(&s.snapshots));
         }
-        // Only this process's partitions: on Kafka each end offset is a broker round trip.
-        let mut partitions: Vec<u32> = self.shards.iter().map(|(p, _)| *p).collect();
-        partitions.extend(self.feeds.iter().map(|f| f.partition));
+        // Only this process's partitions, and only while the backbone is up: on Kafka each
+        // end offset is a broker round trip, which waits out a timeout without a broker.
+        let mut partitions: Vec<u32> = if self.bus.is_healthy() {
+            self.shards.iter().map(|(p, _)| *p).chain(self.feeds.iter().map(|f| f.partition)).collect()
+        } else {
+            Vec::new()
+        };
         partitions.sort_unstable();
         partitions.dedup();
         for topic in [Topic::Orders, Topic::Executions, Topic::MarketData, Topic::DeadLetter] {
@@ -210,10 +214,7 @@ fn start_shards(
             (Arc::clone(bus), engine_config.clone(), Arc::clone(&stop), Arc::clone(&status));
         let (failed, notify) = (Arc::clone(&failed), Arc::clone(failed_notify));
         // Over Kafka another process may run (or still run) this shard: take its lease first.
-        let lease = on_kafka.then(|| LeaseConfig {
-            ttl: Duration::from_millis(config.kafka.lease_ttl_ms),
-            renew_every: Duration::from_millis((config.kafka.lease_ttl_ms / 5).max(1)),
-        });
+        let lease = on_kafka.then(|| LeaseConfig::with_ttl(Duration::from_millis(config.kafka.lease_ttl_ms)));
         let owner = lease_owner();
         let thread = std::thread::Builder::new().name(format!("shard-{partition}")).spawn(move || {
             let result = (|| {
@@ -427,7 +428,14 @@ async fn open_when_caught_up(
     while !shards.iter().all(|s| s.caught_up.load(Ordering::Acquire)) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let targets: Vec<u64> = feeds.iter().map(|f| bus.end_offset(f.topic, f.partition).unwrap_or(0)).collect();
+    let ends = {
+        let feeds = feeds.clone();
+        // A broker round trip per feed on Kafka: off the async workers.
+        tokio::task::spawn_blocking(move || {
+            feeds.iter().map(|f| bus.end_offset(f.topic, f.partition).unwrap_or(0)).collect::<Vec<u64>>()
+        })
+    };
+    let targets = ends.await.unwrap_or_default();
     while feeds.iter().zip(&targets).any(|(f, t)| f.next.load(Ordering::Acquire) < *t) {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }

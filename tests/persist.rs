@@ -313,13 +313,7 @@ async fn the_binary_persists_to_postgres_and_dynamodb_at_once() {
         "--fsync",
         "none",
     ];
-    // The standard AWS chain reads these (and never asks an instance-metadata service).
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
+    let env = ddb::CHILD_ENV;
     let config = dir.path().join("tachyon.toml");
     std::fs::write(&config, format!("[dynamodb]\ntable_prefix = \"{prefix}\"\n")).expect("config file");
     let mut all_args = vec!["--config", config.to_str().expect("utf-8 path")];
@@ -445,12 +439,7 @@ async fn the_two_persister_roles_over_kafka_write_the_same_orders() {
     let (brokers, prefix) = (kafka::brokers(), kafka::topic_prefix("roles"));
     let config = config.to_str().expect("utf-8 path");
     let kafka_args = ["--kafka", brokers.as_str(), "--topic-prefix", prefix.as_str(), "--config", config];
-    let env = [
-        ("AWS_ACCESS_KEY_ID", "test"),
-        ("AWS_SECRET_ACCESS_KEY", "test"),
-        ("AWS_REGION", "us-east-1"),
-        ("AWS_EC2_METADATA_DISABLED", "true"),
-    ];
+    let env = ddb::CHILD_ENV;
     let exchange = start_command(dir.path(), free_port(), &["run"], &kafka_args, &[], "exchange.log").await;
     let postgres = ["persist", "postgres", "--database-url", url.as_str()];
     let postgres = start_command(dir.path(), free_port(), &postgres, &kafka_args, &[], "pg.log").await;

@@ -120,6 +120,13 @@ pub trait Backbone: Send + Sync + 'static {
     /// `true` while the backbone can take writes.
     fn is_healthy(&self) -> bool;
 
+    /// Why a produced record was lost for good, once one was (Kafka's gapless output
+    /// producer): the backbone takes no more writes, and what was derived from the input
+    /// must be derived again by a restart. The embedded backbone never loses one.
+    fn lost_writes(&self) -> Option<String> {
+        None
+    }
+
     /// Makes everything produced durable (bounded) and stops taking writes: the last step
     /// of a graceful shutdown. Idempotent.
     fn close(&self);

@@ -32,7 +32,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -146,12 +146,13 @@ fn kafka_error(what: &str, e: impl std::fmt::Display) -> BusError {
 struct Health {
     broker_up: AtomicBool,
     /// Set when an output record could not be delivered (see the module docs).
-    poisoned: Mutex<Option<String>>,
+    /// (Set once, read on every produce: a lock-free load.)
+    poisoned: OnceLock<String>,
 }
 
 impl Health {
     fn check(&self) -> Result<(), BusError> {
-        match &*self.poisoned.lock() {
+        match self.poisoned.get() {
             Some(reason) => Err(BusError::Unavailable(format!("an output record was lost: {reason}"))),
             None => Ok(()),
         }
@@ -209,7 +210,7 @@ impl Batch {
         let Some(ack) = self.ack.lock().take() else {
             if let Some(error) = error {
                 tracing::error!(%error, "an output record could not be delivered; the backbone stops taking writes");
-                health.poisoned.lock().get_or_insert(error);
+                let _ = health.poisoned.set(error); // The first loss is the one reported.
             }
             return;
         };
@@ -606,6 +607,10 @@ impl Backbone for KafkaBus {
 
     fn is_healthy(&self) -> bool {
         self.health.broker_up.load(Ordering::Acquire) && self.health.check().is_ok()
+    }
+
+    fn lost_writes(&self) -> Option<String> {
+        self.health.poisoned.get().cloned()
     }
 
     fn close(&self) {

@@ -565,7 +565,7 @@ async fn candles(
 }
 
 #[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up")))]
-async fn healthz() -> ApiResponse {
+pub(crate) async fn healthz() -> ApiResponse {
     ApiResponse::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
@@ -597,8 +597,21 @@ async fn metrics(State(state): State<AppState>) -> Response {
         "",
         state.gateway.market.subscribers(),
     );
-    state.probe.metrics(&mut out);
+    out.push_str(&probe_metrics(&state.probe).await);
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out).into_response()
+}
+
+/// The probe's metrics, gathered off the async workers: over Kafka they include broker
+/// round trips (end offsets, consumer lag).
+pub(crate) async fn probe_metrics(probe: &Arc<dyn Probe>) -> String {
+    let probe = Arc::clone(probe);
+    tokio::task::spawn_blocking(move || {
+        let mut out = String::with_capacity(4096);
+        probe.metrics(&mut out);
+        out
+    })
+    .await
+    .unwrap_or_default()
 }
 
 /// 404 in the API's shape for unknown routes.

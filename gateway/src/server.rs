@@ -31,7 +31,7 @@ pub fn router(gateway: Arc<Gateway>, probe: Arc<dyn Probe>) -> Router {
 /// `/readyz` and `/metrics` from its probe.
 pub fn ops_router(probe: Arc<dyn Probe>) -> Router {
     Router::new()
-        .route("/healthz", get(|| async { axum::Json(serde_json::json!({"status": "ok"})) }))
+        .route("/healthz", get(rest::healthz))
         .route(
             "/readyz",
             get(|State(probe): State<Arc<dyn Probe>>| async move {
@@ -43,9 +43,7 @@ pub fn ops_router(probe: Arc<dyn Probe>) -> Router {
         .route(
             "/metrics",
             get(|State(probe): State<Arc<dyn Probe>>| async move {
-                let mut out = String::with_capacity(4096);
-                probe.metrics(&mut out);
-                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], out)
+                ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], rest::probe_metrics(&probe).await)
             }),
         )
         .fallback(rest::not_found)

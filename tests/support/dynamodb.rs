@@ -26,6 +26,15 @@ pub fn table_prefix(label: &str) -> String {
     format!("t_{label}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Environment for a `tachyon` child process that talks to the test server: the standard
+/// AWS chain reads these (and never asks an instance-metadata service).
+pub const CHILD_ENV: [(&str, &str); 4] = [
+    ("AWS_ACCESS_KEY_ID", "test"),
+    ("AWS_SECRET_ACCESS_KEY", "test"),
+    ("AWS_REGION", "us-east-1"),
+    ("AWS_EC2_METADATA_DISABLED", "true"),
+];
+
 /// AWS configuration for the test server: its endpoint, a region, throwaway credentials.
 pub async fn aws_config() -> aws_config::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())

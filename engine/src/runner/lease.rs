@@ -38,9 +38,16 @@ pub struct LeaseConfig {
     pub renew_every: Duration,
 }
 
+impl LeaseConfig {
+    /// Expiry after `ttl`, renewed five times per `ttl`.
+    pub fn with_ttl(ttl: Duration) -> Self {
+        Self { ttl, renew_every: (ttl / 5).max(Duration::from_millis(1)) }
+    }
+}
+
 impl Default for LeaseConfig {
     fn default() -> Self {
-        Self { ttl: Duration::from_secs(5), renew_every: Duration::from_secs(1) }
+        Self::with_ttl(Duration::from_secs(5))
     }
 }
 

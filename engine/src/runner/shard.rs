@@ -190,6 +190,14 @@ impl Shard {
         let mut reader = self.bus.reader(Topic::Orders, partition, next_input)?;
         let mut records: Vec<Record> = Vec::with_capacity(self.config.batch_max);
         loop {
+            // Checked while idle too: the shard stops (and its process restarts into
+            // recovery) without waiting for the next command to find the backbone broken.
+            if let Some(reason) = self.bus.lost_writes() {
+                return Err(ShardError::Inconsistent {
+                    partition,
+                    reason: format!("an output was lost ({reason}); a restart re-derives it"),
+                });
+            }
             if self.config.fenced.as_ref().is_some_and(|f| f.load(Ordering::Acquire)) {
                 return Err(ShardError::Inconsistent {
                     partition,
