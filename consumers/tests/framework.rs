@@ -74,8 +74,11 @@ fn committed(bus: &dyn Backbone, group: &str, partition: u32) -> u64 {
     bus.committed(group, Topic::Executions, partition).expect("reads").unwrap_or(0)
 }
 
-fn caught_up(bus: &dyn Backbone, group: &str) -> bool {
+/// Every record committed, as stored on the backbone and as the consumer reports it (its
+/// status follows each stored commit a moment later).
+fn caught_up(bus: &dyn Backbone, consumer: &Consumer, group: &str) -> bool {
     (0..bus.partitions()).all(|p| committed(bus, group, p) == bus.end_offset(Topic::Executions, p).expect("end"))
+        && consumer.probe().lag().iter().all(|&lag| lag == 0)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,7 +89,7 @@ async fn delivers_everything_once_in_order_retrying_transient_errors() {
     publish(bus.as_ref(), 1, &outputs(1, SymbolId(2), 10_000, 300, 2));
     let sink = Arc::new(TestSink { transient: AtomicU32::new(3), ..TestSink::default() });
     let consumer = Consumer::start(bus.clone(), Arc::clone(&sink), fast("g1")).expect("starts");
-    wait_until("everything is committed", || caught_up(bus.as_ref(), "g1")).await;
+    wait_until("everything is committed", || caught_up(bus.as_ref(), &consumer, "g1")).await;
 
     assert_eq!(seqs(&sink, 0), (1..=500).collect::<Vec<_>>());
     assert_eq!(seqs(&sink, 1), (1..=300).collect::<Vec<_>>());
@@ -118,7 +121,7 @@ async fn a_down_store_opens_the_circuit_and_nothing_moves_until_it_is_back() {
     assert!(probe.partitions()[0].last_error.lock().as_deref() == Some("store down"));
 
     sink.down.store(false, Ordering::Release);
-    wait_until("everything is committed", || caught_up(bus.as_ref(), "g2")).await;
+    wait_until("everything is committed", || caught_up(bus.as_ref(), &consumer, "g2")).await;
     assert!(probe.ready(), "a successful write closes the circuit");
     assert_eq!(seqs(&sink, 0), (1..=400).collect::<Vec<_>>(), "nothing lost, nothing twice");
     consumer.shutdown(Instant::now() + Duration::from_secs(10)).await;
@@ -134,7 +137,7 @@ async fn bad_records_go_to_the_dead_letter_topic_and_the_partition_moves_on() {
     publish(bus.as_ref(), 0, &stream[150..]);
     let sink = Arc::new(TestSink { poison: HashSet::from([7, 64, 65, 299]), ..TestSink::default() });
     let consumer = Consumer::start(bus.clone(), Arc::clone(&sink), fast("g3")).expect("starts");
-    wait_until("everything is committed", || caught_up(bus.as_ref(), "g3")).await;
+    wait_until("everything is committed", || caught_up(bus.as_ref(), &consumer, "g3")).await;
 
     let expected: Vec<u64> = (1..=300).filter(|s| !sink.poison.contains(s)).collect();
     assert_eq!(seqs(&sink, 0), expected, "the rest is written, in order, once");
@@ -170,7 +173,7 @@ async fn shutdown_drains_and_a_restart_resumes_after_the_committed_offset() {
 
     publish(bus.as_ref(), 0, &stream[300..]);
     let consumer = Consumer::start(bus.clone(), Arc::clone(&sink), fast("g4")).expect("restarts");
-    wait_until("everything is committed", || caught_up(bus.as_ref(), "g4")).await;
+    wait_until("everything is committed", || caught_up(bus.as_ref(), &consumer, "g4")).await;
     assert_eq!(seqs(&sink, 0), (1..=600).collect::<Vec<_>>(), "resumed where it committed");
     consumer.shutdown(Instant::now() + Duration::from_secs(10)).await;
 }
