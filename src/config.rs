@@ -15,12 +15,12 @@ use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use tachyon_bus::{FsyncPolicy, JournalConfig, KafkaConfig};
 use tachyon_consumers::{ConsumerConfig, DynamoConfig, PostgresConfig, RetryPolicy};
-use tachyon_engine::runner::LeaseConfig;
 use tachyon_engine::{EngineConfig, RiskLimits};
 use tachyon_gateway::orders::StoreLimits;
 use tachyon_gateway::{GatewayConfig, IdempotencyConfig, RateLimitConfig, MAX_GATEWAY_ID};
 use tachyon_proto::symbol::{SymbolDef, DEFAULT_SYMBOLS};
 use tachyon_proto::{AccountId, SymbolSpec};
+use tachyon_runtime::LeaseConfig;
 
 /// The whole configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]

@@ -28,7 +28,6 @@ use std::time::Duration;
 use anyhow::{bail, Context, Result};
 use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig, FsyncPolicy, JournalConfig, KafkaBus};
 use tachyon_consumers::{Consumer, ConsumerProbe, DynamoSink, PostgresSink};
-use tachyon_engine::runner::{acquire_lease, run_shard, Lease, LeaseConfig, ShardConfig, ShardStatus, SnapshotStore};
 use tachyon_engine::EngineConfig;
 use tachyon_gateway::feed::{spawn_feeds, FeedPosition};
 use tachyon_gateway::history::Pending;
@@ -38,6 +37,7 @@ use tachyon_proto::api::{AccountFill, Order};
 use tachyon_proto::latency::Latency;
 use tachyon_proto::metrics::MetricsText;
 use tachyon_proto::{AccountId, OrderId, SymbolId, Topic};
+use tachyon_runtime::{acquire_lease, run_shard, Lease, LeaseConfig, ShardConfig, ShardStatus, SnapshotStore};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use tachyon_proto::{SymbolId, SymbolSpec};
 
-use crate::framework::SinkError;
+use tachyon_runtime::consumer::SinkError;
 
 #[derive(Debug, Clone, Default)]
 pub struct SymbolTable {

@@ -18,6 +18,8 @@
 //! and state are exactly those of calling [`Engine::process`] on each command (a property
 //! test holds it to that).
 
+use std::borrow::Borrow;
+
 use tachyon_proto::{Command, NewOrder};
 
 use crate::arena::{Order, NIL};
@@ -46,23 +48,27 @@ enum Found {
 impl Engine {
     /// Applies a batch of commands in order, exactly as [`Engine::process`] one by one
     /// would (same events, same state), prefetching ahead when the book is larger than the
-    /// caches (see the module docs).
-    pub fn process_batch(&mut self, cmds: &[Command], out: &mut impl EventSink) {
+    /// caches (see the module docs). After each command's events the sink's
+    /// [`EventSink::end_command`] is called. `C` is anything that holds a command (a
+    /// command, or an envelope around one), so a runtime need not copy its batch.
+    pub fn process_batch<C: Borrow<Command>>(&mut self, cmds: &[C], out: &mut impl EventSink) {
         if self.orders.live() < PREFETCH_MIN_ORDERS {
             for cmd in cmds {
-                self.process(cmd, out);
+                self.process(cmd.borrow(), out);
+                out.end_command();
             }
             return;
         }
         let mut found = [Found::Nothing; RING];
         for (i, cmd) in cmds.iter().enumerate() {
             if let Some(ahead) = cmds.get(i + INDEX_AHEAD) {
-                self.prefetch_index(ahead);
+                self.prefetch_index(ahead.borrow());
             }
             let entry = i + ENTRY_AHEAD;
-            found[entry % RING] = cmds.get(entry).map_or(Found::Nothing, |c| self.prefetch_entry(c));
+            found[entry % RING] = cmds.get(entry).map_or(Found::Nothing, |c| self.prefetch_entry(c.borrow()));
             self.prefetch_neighbours(found[(i + NEIGHBOURS_AHEAD) % RING]);
-            self.process(cmd, out);
+            self.process(cmd.borrow(), out);
+            out.end_command();
         }
     }
 

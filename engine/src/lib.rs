@@ -1,10 +1,13 @@
 //! Tachyon's matching core: a pure, deterministic state machine.
 //!
 //! [`Engine::process`] applies one [`Command`] to the books of the symbols a shard owns and
-//! writes the resulting [`Event`]s into an [`EventSink`]. Nothing here does IO, reads a
-//! clock, draws random numbers or iterates a hash map where the order could reach the
-//! output: the events depend only on the command sequence, so replaying the input
-//! reproduces them byte for byte. The shard runner ([`runner`]) owns all IO around it.
+//! writes the resulting [`Event`]s into an [`EventSink`]; [`Engine::process_batch`] does
+//! the same for a batch, marking where each command's events end. Nothing here does IO,
+//! reads a clock, draws random numbers or iterates a hash map where the order could reach
+//! the output: the events depend only on the command sequence, so replaying the input
+//! reproduces them byte for byte. The crate depends on `tachyon-proto` alone; everything
+//! that drives it (threads, journals, the backbone, snapshots on disk) is in
+//! `tachyon-runtime`.
 //!
 //! # Layout
 //! - [`engine`]: the [`Engine`], its configuration and the bookkeeping commands share.
@@ -20,9 +23,8 @@
 //! - `int_map`: the integer-keyed index behind order ids and prices (one cache miss).
 //! - [`snapshot`]: a complete, rkyv-serialisable image of the state, and restore.
 //! - [`hash`]: the canonical state hash shared with the reference model.
-//! - [`reference`]: a simple, obviously-correct model of the same semantics, for tests.
-//! - [`runner`]: the IO shell, kept apart from all of the above: one thread per partition
-//!   feeding the core from the backbone, publishing its outputs, snapshots and recovery.
+//! - [`reference`] (feature `reference`, and in this crate's tests): a simple,
+//!   obviously-correct model of the same semantics, the oracle of the property tests.
 //!
 //! # Semantics (the contract the reference model also implements)
 //! - Price-time priority: better price first, then earlier arrival at that price.
@@ -66,8 +68,8 @@ mod int_map;
 mod ladder;
 mod matching;
 mod prefetch;
+#[cfg(any(test, feature = "reference"))]
 pub mod reference;
-pub mod runner;
 pub mod snapshot;
 
 pub use engine::{ConfigError, Engine, EngineConfig, RiskLimits};
@@ -78,6 +80,12 @@ pub use tachyon_proto::{Command, Event};
 pub trait EventSink {
     /// Receives one event, in order.
     fn emit(&mut self, event: Event);
+
+    /// Called by [`Engine::process_batch`] after the last event of each command (also for
+    /// a command that emitted none), so a sink can tell which events belong to which
+    /// command without the engine allocating anything per command.
+    #[inline]
+    fn end_command(&mut self) {}
 }
 
 impl EventSink for Vec<Event> {

@@ -12,9 +12,9 @@ use tachyon_proto::{
     AccountId, CancelReason, ClientOrderId, OrderId, OrderType, Price, Qty, RejectReason, Side, TimeInForce, Timestamp,
 };
 
-use crate::framework::SinkError;
 use crate::rows::{StoredOrder, TradeRow};
 use crate::symbols::SymbolTable;
+use tachyon_runtime::consumer::SinkError;
 
 pub type Item = HashMap<String, AttributeValue>;
 

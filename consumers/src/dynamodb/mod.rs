@@ -34,9 +34,9 @@ use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tachyon_proto::SymbolSpec;
 use tokio::sync::OnceCell;
 
-use crate::framework::{Item, Sink, SinkError};
 use crate::rows::{build, touched_orders, StoredOrder};
 use crate::symbols::SymbolTable;
+use tachyon_runtime::consumer::{Item, Sink, SinkError};
 
 /// The sink's settings.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::Client;
 
 use super::items::{ACCOUNT_CLIENT_ID, ORDER_KEY};
 use super::DynamoConfig;
-use crate::framework::SinkError;
+use tachyon_runtime::consumer::SinkError;
 
 fn invalid(e: impl std::fmt::Display) -> SinkError {
     SinkError::Permanent(format!("invalid table definition: {e}"))

@@ -30,8 +30,8 @@ use parking_lot::Mutex;
 use tachyon_proto::{SymbolSpec, Timestamp};
 use tokio::sync::OnceCell;
 
-use crate::framework::{Item, Sink, SinkError};
 use crate::symbols::SymbolTable;
+use tachyon_runtime::consumer::{Item, Sink, SinkError};
 
 /// The sink's settings.
 #[derive(Clone, PartialEq, Eq)]

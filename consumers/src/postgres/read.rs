@@ -7,7 +7,7 @@ use tachyon_proto::{AccountId, OrderId, Price, Qty, Side, SymbolId, Timestamp, T
 
 use super::write::{stored_order, ORDER_COLUMNS};
 use super::{classify, PostgresSink};
-use crate::framework::SinkError;
+use tachyon_runtime::consumer::SinkError;
 
 fn transient(e: impl std::fmt::Display) -> SinkError {
     SinkError::Transient(e.to_string())

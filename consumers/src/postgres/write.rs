@@ -14,9 +14,9 @@ use tachyon_proto::{
 
 use super::classify;
 use super::schema::month_index;
-use crate::framework::SinkError;
 use crate::rows::{build, touched_orders, Rows, StoredOrder};
 use crate::symbols::SymbolTable;
+use tachyon_runtime::consumer::SinkError;
 
 /// Trades are kept for years 1970-9999 (partition names and SQL dates need that range).
 const YEARS: std::ops::RangeInclusive<i64> = 1970..=9999;

@@ -170,11 +170,11 @@ pub fn expected_orders<'a>(outputs: impl IntoIterator<Item = &'a ShardOutput>) -
 }
 
 /// The outputs as a consumer reads them from offset 0.
-pub fn items(outputs: &[ShardOutput]) -> Vec<tachyon_consumers::Item> {
+pub fn items(outputs: &[ShardOutput]) -> Vec<tachyon_runtime::consumer::Item> {
     outputs
         .iter()
         .enumerate()
-        .map(|(i, o)| tachyon_consumers::Item {
+        .map(|(i, o)| tachyon_runtime::consumer::Item {
             offset: i as u64,
             payload: encode(o).expect("encodes").into(),
             output: o.clone(),

@@ -29,7 +29,7 @@ use tachyon_proto::{Event, Topic};
 use thiserror::Error;
 
 use super::snapshots::{ShardSnapshot, SnapshotStore};
-use crate::{Engine, EngineConfig};
+use tachyon_engine::{Engine, EngineConfig};
 
 /// How a shard runs.
 #[derive(Clone, Debug)]
@@ -75,7 +75,7 @@ pub enum ShardError {
     #[error("snapshot I/O: {0}")]
     Snapshot(#[from] std::io::Error),
     #[error("snapshot does not fit the configuration: {0}")]
-    Restore(#[from] crate::RestoreError),
+    Restore(#[from] tachyon_engine::RestoreError),
     #[error("partition {partition}: {reason}")]
     Inconsistent { partition: u32, reason: String },
 }

@@ -27,7 +27,7 @@ use std::time::Duration;
 use tachyon_bus::{produce_blocking, Backbone, BusError, Record};
 use tachyon_proto::Topic;
 
-use crate::snapshot::EngineSnapshot;
+use tachyon_engine::EngineSnapshot;
 
 /// Largest chunk of a snapshot on the backbone.
 pub const CHUNK_BYTES: usize = 512 * 1024;

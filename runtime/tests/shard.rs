@@ -11,9 +11,9 @@ mod reference;
 
 use reference::{commands, engine_config, expected};
 use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig};
-use tachyon_engine::runner::{run_shard, ShardConfig, ShardStatus, SnapshotStore};
 use tachyon_proto::wire::{decode_output, encode, CommandEnvelope, ShardOutput};
 use tachyon_proto::*;
+use tachyon_runtime::{run_shard, ShardConfig, ShardStatus, SnapshotStore};
 
 fn produce(bus: &EmbeddedBus, cmds: &[CommandEnvelope]) {
     let mut payloads: Vec<Vec<u8>> = cmds.iter().map(|c| encode(c).expect("encodes")).collect();
@@ -34,7 +34,7 @@ fn outputs(bus: &EmbeddedBus, topic: Topic) -> Vec<ShardOutput> {
 struct Running {
     stop: Arc<AtomicBool>,
     status: Arc<ShardStatus>,
-    thread: std::thread::JoinHandle<Result<(), tachyon_engine::runner::ShardError>>,
+    thread: std::thread::JoinHandle<Result<(), tachyon_runtime::ShardError>>,
 }
 
 fn start(bus: &Arc<EmbeddedBus>, snapshots: &std::path::Path, every: u64) -> Running {

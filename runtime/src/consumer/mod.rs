@@ -15,7 +15,7 @@
 //!   rest is written. A record that cannot be decoded goes there at once.
 //!
 //! Then the offset after the batch is committed. Writes are idempotent (see
-//! [`crate::rows`]), so a crash between a write and its commit only repeats a write.
+//! `tachyon_consumers::rows`), so a crash between a write and its commit only repeats a write.
 //! Shutdown drains: the readers read up to the end of each partition as it was when asked
 //! to stop, the writers write and commit it, unless the deadline passes first (then what
 //! was not written is simply read again at the next start).

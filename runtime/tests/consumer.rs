@@ -2,6 +2,7 @@
 //! offsets move only after writes, transient errors are retried and open the circuit,
 //! permanently bad records go to the dead-letter topic, shutdown drains, restarts resume.
 
+#[path = "../../consumers/tests/common/mod.rs"]
 mod common;
 
 use std::collections::HashSet;
@@ -12,8 +13,8 @@ use std::time::{Duration, Instant};
 use common::{bus, dead_letters, outputs, publish, publish_raw, wait_until};
 use parking_lot::Mutex;
 use tachyon_bus::Backbone;
-use tachyon_consumers::{Consumer, ConsumerConfig, Item, RetryPolicy, Sink, SinkError};
 use tachyon_proto::{SymbolId, Topic};
+use tachyon_runtime::consumer::{Consumer, ConsumerConfig, Item, RetryPolicy, Sink, SinkError};
 
 /// Records what it was given; fails as told.
 #[derive(Default)]
