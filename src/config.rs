@@ -38,6 +38,7 @@ pub struct Config {
     pub limits: LimitSettings,
     pub gateway: GatewaySettings,
     pub snapshots: SnapshotSettings,
+    pub pipeline: PipelineSettings,
     pub persist: PersistSettings,
     pub postgres: PostgresSettings,
     pub dynamodb: DynamoSettings,
@@ -105,6 +106,24 @@ pub struct KafkaSettings {
     /// An engine shard's lease expires after this long without a renewal (a crashed
     /// engine's successor waits this long; a cleanly stopped one's starts at once).
     pub lease_ttl_ms: u64,
+}
+
+/// The embedded order path: one sequenced pipeline per partition.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSettings {
+    /// Commands a partition queues before order entry answers 503 (backpressure).
+    pub ring_capacity: usize,
+    /// Commands journaled and matched as one batch, at most.
+    pub batch_max: usize,
+    /// How long a pipeline spins on an empty queue before it parks (microseconds).
+    pub spin_us: u64,
+}
+
+impl Default for PipelineSettings {
+    fn default() -> Self {
+        Self { ring_capacity: 16_384, batch_max: 1024, spin_us: 20 }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -249,6 +268,7 @@ impl Default for Config {
             limits: LimitSettings::default(),
             gateway: GatewaySettings::default(),
             snapshots: SnapshotSettings::default(),
+            pipeline: PipelineSettings::default(),
             persist: PersistSettings::default(),
             postgres: PostgresSettings::default(),
             dynamodb: DynamoSettings::default(),
@@ -539,6 +559,9 @@ impl Config {
                 "gateway.reply_timeout_ms and gateway.ws_queue must be positive, gateway.max_frame_bytes at least 1024"
             );
         }
+        if self.pipeline.ring_capacity == 0 || self.pipeline.batch_max == 0 {
+            bail!("pipeline.ring_capacity and pipeline.batch_max must be positive");
+        }
         if self.snapshots.every_commands == 0 || self.snapshots.every_secs == 0 || self.snapshots.keep == 0 {
             bail!("snapshots.every_commands, snapshots.every_secs and snapshots.keep must be positive");
         }
@@ -645,6 +668,8 @@ impl Config {
             max_frame_bytes: self.gateway.max_frame_bytes,
             // Validated by `validate`, so nothing is dropped here.
             admin_accounts: self.gateway.admin_accounts.iter().filter_map(|a| AccountId::parse(a).ok()).collect(),
+            // Set by the exchange from where the market data comes from.
+            answer_after_market_data: false,
         }
     }
 

@@ -7,11 +7,21 @@
 //! beside the embedded journal, and to the `tachyon.snapshots` topic on Kafka (so they
 //! outlive the engine's machine).
 //!
-//! Start-up: open the backbone, start the engine shards this process owns (each recovers
-//! from its newest snapshot and replays its input), start the feeds that rebuild the
-//! gateway's order store and market data from the engine's outputs, the persistence
-//! consumers, and serve HTTP at once: `/healthz` answers immediately, `/readyz` and order
-//! entry wait until every local shard and feed has caught up.
+//! Order path: on the embedded backbone every partition runs one sequenced pipeline
+//! (`tachyon_runtime::pipeline`) that takes the gateway's commands from a ring, journals
+//! them, matches them and feeds the gateway's order store, market data and waiting
+//! requests directly; its outputs still go to the output journals, for the persisters
+//! and for recovery. On Kafka the gateway produces to `tachyon.orders`, engine shards
+//! poll it, and the gateway follows `tachyon.executions` and `tachyon.marketdata`.
+//!
+//! Start-up: open the backbone; on the embedded one, first rebuild the gateway's order
+//! store and market data from the output journals (to their end: nothing writes them
+//! yet), then start the pipelines, which recover from their newest snapshot, replay their
+//! input journal and hand what they re-derive to the gateway like live outputs. On Kafka,
+//! start the shards this process owns and the feeds, which follow the topics for good.
+//! Then the persistence consumers, and serve HTTP at once: `/healthz` answers
+//! immediately, `/readyz` and order entry wait until every local shard and feed has
+//! caught up.
 //!
 //! Shutdown (the future resolves, e.g. on SIGTERM): stop accepting, let in-flight requests
 //! finish, let every shard drain the commands already acknowledged, write a final
@@ -26,18 +36,22 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig, FsyncPolicy, JournalConfig, KafkaBus};
+use tachyon_bus::{Backbone, BusError, EmbeddedBus, EmbeddedConfig, FsyncPolicy, JournalConfig, KafkaBus};
 use tachyon_consumers::{Consumer, ConsumerProbe, DynamoSink, PostgresSink};
 use tachyon_engine::EngineConfig;
-use tachyon_gateway::feed::{spawn_feeds, FeedPosition};
 use tachyon_gateway::history::Pending;
 use tachyon_gateway::server::ops_router;
-use tachyon_gateway::{Gateway, History, KeyRing, Probe, Symbols};
+use tachyon_gateway::{Gateway, History, InProcessPath, KeyRing, OrderPath, Probe, Symbols, Waiter};
 use tachyon_proto::api::{AccountFill, Order};
 use tachyon_proto::latency::Latency;
 use tachyon_proto::metrics::MetricsText;
+use tachyon_proto::wire::{CommandEnvelope, ShardOutput};
 use tachyon_proto::{AccountId, OrderId, SymbolId, Topic};
-use tachyon_runtime::{acquire_lease, run_shard, Lease, LeaseConfig, ShardConfig, ShardStatus, SnapshotStore};
+use tachyon_runtime::feed::{spawn_feeds, Apply, FeedPosition, Until};
+use tachyon_runtime::pipeline::{Listener, Pipeline, PipelineConfig, Refusal, Released, Syncer};
+use tachyon_runtime::{
+    acquire_lease, run_shard, Lease, LeaseConfig, Matching, ShardConfig, ShardStatus, SnapshotPolicy, SnapshotStore,
+};
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
@@ -49,6 +63,8 @@ struct ExchangeProbe {
     bus: Arc<dyn Backbone>,
     /// (partition, status) of the shards this process runs.
     shards: Vec<(u32, Arc<ShardStatus>)>,
+    /// The embedded order path's pipelines (empty on Kafka).
+    pipelines: Vec<Pipeline<CommandEnvelope, Waiter>>,
     feeds: Vec<Arc<FeedPosition>>,
     consumers: Vec<Arc<ConsumerProbe>>,
 }
@@ -71,6 +87,13 @@ impl Probe for ExchangeProbe {
             out.gauge("tachyon_engine_output_sequence", &labels, load(&s.out_seq));
             out.counter("tachyon_engine_dead_letters_total", &labels, load(&s.dead_letters));
             out.counter("tachyon_engine_snapshots_total", &labels, load(&s.snapshots));
+            out.counter("tachyon_engine_batches_total", &labels, load(&s.batches));
+        }
+        for (p, pipeline) in self.pipelines.iter().enumerate() {
+            let partition = p.to_string();
+            let labels = [("partition", partition.as_str())];
+            out.gauge("tachyon_pipeline_queued_commands", &labels, pipeline.queued());
+            out.gauge("tachyon_pipeline_capacity_commands", &labels, pipeline.ring_capacity());
         }
         // Only this process's partitions, and only while the backbone is up: on Kafka each
         // end offset is a broker round trip, which waits out a timeout without a broker.
@@ -84,7 +107,9 @@ impl Probe for ExchangeProbe {
         for topic in [Topic::Orders, Topic::Executions, Topic::MarketData, Topic::DeadLetter] {
             for &p in &partitions {
                 let partition = p.to_string();
-                let end = self.bus.end_offset(topic, p).unwrap_or(0);
+                // The embedded order path keeps `tachyon.orders` itself: its end is the
+                // shard's input position.
+                let Ok(end) = self.bus.end_offset(topic, p) else { continue };
                 out.gauge("tachyon_bus_end_offset", &[("topic", topic.name()), ("partition", &partition)], end);
             }
         }
@@ -167,25 +192,161 @@ async fn open_backbone(config: &Config, roles: &Roles) -> Result<(Arc<dyn Backbo
         bail!("this role runs on a Kafka backbone: give --kafka <brokers> (or kafka.brokers in the configuration)");
     }
     check_layout(config)?;
-    let mut bus_config = EmbeddedConfig::new(config.data_dir.join("journal"), config.partitions);
+    let mut bus_config = EmbeddedConfig::new(journal_root(config), config.partitions);
     bus_config.input = config.journal();
     bus_config.output = JournalConfig { fsync: FsyncPolicy::Never, ..config.journal() };
+    // The pipelines keep the order journals themselves.
+    bus_config.owned_elsewhere = vec![Topic::Orders];
     Ok((Arc::new(EmbeddedBus::open(&bus_config).context("opening the journal")?), false))
 }
 
-/// The engine shard threads of one process.
+fn journal_root(config: &Config) -> std::path::PathBuf {
+    config.data_dir.join("journal")
+}
+
+fn snapshot_policy(config: &Config, bus: &Arc<dyn Backbone>, on_kafka: bool, partition: u32) -> SnapshotPolicy {
+    let store = if on_kafka {
+        SnapshotStore::on_backbone(Arc::clone(bus), partition)
+    } else {
+        SnapshotStore::new(config.data_dir.join("snapshots").join(format!("{partition:04}")), config.snapshots.keep)
+    };
+    SnapshotPolicy {
+        store,
+        every_commands: config.snapshots.every_commands,
+        every: Duration::from_secs(config.snapshots.every_secs),
+    }
+}
+
+/// The embedded order path's pipelines, as the gateway's in-process path.
+struct Pipelines(Vec<Pipeline<CommandEnvelope, Waiter>>);
+
+impl InProcessPath for Pipelines {
+    fn partitions(&self) -> u32 {
+        self.0.len() as u32
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.0.iter().all(Pipeline::is_healthy)
+    }
+
+    fn submit(&self, partition: u32, envelope: CommandEnvelope, waiter: Waiter) -> Result<(), BusError> {
+        let pipeline =
+            self.0.get(partition as usize).ok_or(BusError::NoSuchPartition { topic: Topic::Orders, partition })?;
+        pipeline.submit(envelope, waiter).map_err(|(_, refusal)| match refusal {
+            Refusal::Full => BusError::Full { topic: Topic::Orders, partition },
+            Refusal::Unavailable => BusError::Unavailable(format!("partition {partition} is not taking commands")),
+        })
+    }
+}
+
+/// The gateway as the pipelines' listener: every durable batch's outputs go to its order
+/// store and market data, then each command's waiter is answered.
+struct GatewayListener(Arc<Gateway>);
+
+impl Listener<ShardOutput, Waiter> for GatewayListener {
+    fn released(&self, batch: Released<'_, ShardOutput, Waiter>) {
+        for (topic, output) in batch.records() {
+            self.0.apply_output(*topic, output);
+        }
+        for i in 0..batch.tokens.len() {
+            let Some(waiter) = batch.tokens[i].take() else { continue };
+            let records = batch.of_input(i);
+            let execution = records.iter().find(|(t, _)| *t == Topic::Executions).map(|(_, o)| o);
+            let stamped = execution.map_or_else(tachyon_proto::Timestamp::now, |o| o.timestamp);
+            self.0.answer(waiter, execution, stamped);
+        }
+    }
+
+    fn refused(&self, token: Waiter, reason: &str) {
+        token.fail(BusError::Unavailable(reason.to_string()));
+    }
+}
+
+/// The engine shard threads of one process (pipelines on the embedded backbone).
 struct Shards {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     statuses: Vec<(u32, Arc<ShardStatus>)>,
+    pipelines: Vec<Pipeline<CommandEnvelope, Waiter>>,
+    syncer: Option<Arc<Syncer>>,
     failed: Arc<AtomicBool>,
+}
+
+impl Shards {
+    fn stop(&self) {
+        self.stop.store(true, Ordering::Release);
+        for pipeline in &self.pipelines {
+            pipeline.stop();
+        }
+    }
+}
+
+/// Runs `work` on a thread named `name`; its error stops the whole process.
+fn supervised(
+    name: String,
+    partition: u32,
+    failed: &Arc<AtomicBool>,
+    notify: &Arc<Notify>,
+    work: impl FnOnce() -> Result<(), tachyon_runtime::ShardError> + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    let (failed, notify) = (Arc::clone(failed), Arc::clone(notify));
+    std::thread::Builder::new().name(name).spawn(move || {
+        if let Err(error) = work() {
+            tracing::error!(partition, %error, "engine shard failed; shutting down");
+            failed.store(true, Ordering::Release);
+            notify.notify_one();
+        }
+    })
+}
+
+/// The embedded order path: a ring per partition, waiting for [`start_pipelines`].
+fn pipeline_rings(config: &Config) -> Vec<Pipeline<CommandEnvelope, Waiter>> {
+    (0..config.partitions).map(|_| Pipeline::new(config.pipeline.ring_capacity)).collect()
+}
+
+fn start_pipelines(
+    config: &Config,
+    engine_config: &EngineConfig,
+    bus: &Arc<dyn Backbone>,
+    pipelines: Vec<Pipeline<CommandEnvelope, Waiter>>,
+    gateway: &Arc<Gateway>,
+    latency: &Arc<Latency>,
+    failed_notify: &Arc<Notify>,
+) -> Result<Shards> {
+    let interval = match config.journal().fsync {
+        FsyncPolicy::Interval(every) => every,
+        FsyncPolicy::EveryBatch | FsyncPolicy::Never => Duration::ZERO,
+    };
+    let syncer = Syncer::start(config.partitions, interval).context("starting the journal syncer")?;
+    let failed = Arc::new(AtomicBool::new(false));
+    let listener = Arc::new(GatewayListener(Arc::clone(gateway)));
+    let mut threads = Vec::new();
+    let mut statuses = Vec::new();
+    for (partition, pipeline) in (0..config.partitions).zip(&pipelines) {
+        let dir = journal_root(config).join(Topic::Orders.name()).join(format!("{partition:04}"));
+        let mut pipeline_config = PipelineConfig::new(partition, dir, snapshot_policy(config, bus, false, partition));
+        pipeline_config.journal = config.journal();
+        pipeline_config.batch_max = config.pipeline.batch_max;
+        pipeline_config.spin = Duration::from_micros(config.pipeline.spin_us);
+        pipeline_config.latency = Arc::clone(latency);
+        let machine = Matching::new(engine_config.clone(), partition);
+        let handle =
+            pipeline.spawn(machine, pipeline_config, Arc::clone(bus), Arc::clone(&syncer), Arc::clone(&listener))?;
+        let thread = supervised(format!("watch-{partition}"), partition, &failed, failed_notify, move || {
+            handle.join().unwrap_or_else(|_| {
+                Err(tachyon_runtime::ShardError::Inconsistent { partition, reason: "the pipeline panicked".into() })
+            })
+        })?;
+        threads.push(thread);
+        statuses.push((partition, Arc::clone(&pipeline.status)));
+    }
+    Ok(Shards { stop: Arc::new(AtomicBool::new(false)), threads, statuses, pipelines, syncer: Some(syncer), failed })
 }
 
 fn start_shards(
     config: &Config,
     engine_config: &EngineConfig,
     bus: &Arc<dyn Backbone>,
-    on_kafka: bool,
     shards: &[u32],
     latency: &Arc<Latency>,
     failed_notify: &Arc<Notify>,
@@ -196,49 +357,31 @@ fn start_shards(
     let mut statuses = Vec::new();
     for &partition in shards {
         let status = Arc::new(ShardStatus::default());
-        let snapshots = if on_kafka {
-            SnapshotStore::on_backbone(Arc::clone(bus), partition)
-        } else {
-            SnapshotStore::new(config.data_dir.join("snapshots").join(format!("{partition:04}")), config.snapshots.keep)
-        };
         let mut shard_config = ShardConfig {
             partition,
-            snapshots,
-            snapshot_every_commands: config.snapshots.every_commands,
-            snapshot_every: Duration::from_secs(config.snapshots.every_secs),
+            input: Topic::Orders,
+            snapshots: snapshot_policy(config, bus, true, partition),
             batch_max: 1024,
             latency: Arc::clone(latency),
             fenced: None,
         };
-        let (bus, engine_config, stop, st) =
-            (Arc::clone(bus), engine_config.clone(), Arc::clone(&stop), Arc::clone(&status));
-        let (failed, notify) = (Arc::clone(&failed), Arc::clone(failed_notify));
-        // Over Kafka another process may run (or still run) this shard: take its lease first.
-        let lease = on_kafka.then(|| LeaseConfig::with_ttl(Duration::from_millis(config.kafka.lease_ttl_ms)));
+        let (bus, stop, st) = (Arc::clone(bus), Arc::clone(&stop), Arc::clone(&status));
+        let machine = Matching::new(engine_config.clone(), partition);
+        // Another process may run (or still run) this shard: take its lease first.
+        let lease = LeaseConfig::with_ttl(Duration::from_millis(config.kafka.lease_ttl_ms));
         let owner = lease_owner();
-        let thread = std::thread::Builder::new().name(format!("shard-{partition}")).spawn(move || {
-            let result = (|| {
-                let held = match lease {
-                    Some(lease) => match acquire_lease(&bus, partition, &owner, lease, &stop)? {
-                        Some(held) => Some(held),
-                        None => return Ok(()), // Stopped while waiting as a standby.
-                    },
-                    None => None,
-                };
-                shard_config.fenced = held.as_ref().map(Lease::lost);
-                run_shard(bus, engine_config, shard_config, stop, st)
-                // `held` drops here: the lease is released after the final snapshot.
-            })();
-            if let Err(error) = result {
-                tracing::error!(partition, %error, "engine shard failed; shutting down");
-                failed.store(true, Ordering::Release);
-                notify.notify_one();
-            }
+        let thread = supervised(format!("shard-{partition}"), partition, &failed, failed_notify, move || {
+            let Some(held) = acquire_lease(&bus, partition, &owner, lease, &stop)? else {
+                return Ok(()); // Stopped while waiting as a standby.
+            };
+            shard_config.fenced = Some(Lease::lost(&held));
+            run_shard(bus, machine, shard_config, stop, st)
+            // `held` drops here: the lease is released after the final snapshot.
         })?;
         threads.push(thread);
         statuses.push((partition, status));
     }
-    Ok(Shards { stop, threads, statuses, failed })
+    Ok(Shards { stop, threads, statuses, pipelines: Vec::new(), syncer: None, failed })
 }
 
 /// This process's name in shard leases: host, process id and start time.
@@ -267,27 +410,20 @@ pub async fn run(
 
     let failed = Arc::new(Notify::new());
     let latency = Arc::new(Latency::default());
-    let shards = start_shards(&config, &engine_config, &bus, on_kafka, &roles.shards, &latency, &failed)?;
-
     let postgres = match config.postgres_config().map_err(|e| anyhow::anyhow!("postgres.url: {e}"))? {
         Some(pg) if roles.persist || roles.gateway => {
             Some(PostgresSink::new(pg, &engine_config.symbols).context("PostgreSQL sink")?)
         }
         _ => None,
     };
+    // Embedded: the gateway takes commands through the pipelines' rings, which exist
+    // before the pipelines run (they start once the gateway's state is rebuilt).
+    let rings = (!on_kafka).then(|| pipeline_rings(&config));
     let stop_feeds = Arc::new(AtomicBool::new(false));
     let mut feeds = (Vec::new(), Vec::new());
     let gateway = if roles.serves_api() {
         let keys = KeyRing::load_or_create(&config.data_dir).context("loading the API-key secret")?;
         let symbols = Arc::new(Symbols::new(engine_config.symbols.clone(), config.partitions));
-        let mut gateway_config = config.gateway();
-        gateway_config.order_entry = roles.gateway;
-        let mut gateway =
-            Gateway::new(gateway_config, symbols, keys, Arc::clone(&bus)).with_latency(Arc::clone(&latency));
-        if let (Some(sink), true) = (&postgres, roles.gateway) {
-            gateway = gateway.with_history(Arc::new(PostgresHistory(Arc::clone(sink))));
-        }
-        let gateway = Arc::new(gateway);
         let mut topics = Vec::new();
         if roles.gateway {
             topics.push(Topic::Executions);
@@ -295,10 +431,40 @@ pub async fn run(
         if roles.market_data || (roles.gateway && config.gateway.market_data) {
             topics.push(Topic::MarketData);
         }
-        feeds = spawn_feeds(&gateway, &bus, &topics, &stop_feeds)?;
+        let mut gateway_config = config.gateway();
+        gateway_config.order_entry = roles.gateway;
+        gateway_config.answer_after_market_data = on_kafka && topics.contains(&Topic::MarketData);
+        let path = match &rings {
+            Some(rings) => OrderPath::InProcess(Arc::new(Pipelines(rings.clone()))),
+            None => OrderPath::Backbone(Arc::clone(&bus)),
+        };
+        let mut gateway = Gateway::new(gateway_config, symbols, keys, path).with_latency(Arc::clone(&latency));
+        if let (Some(sink), true) = (&postgres, roles.gateway) {
+            gateway = gateway.with_history(Arc::new(PostgresHistory(Arc::clone(sink))));
+        }
+        let gateway = Arc::new(gateway);
+        let apply: Apply = {
+            let gateway = Arc::clone(&gateway);
+            Arc::new(move |topic, output: &ShardOutput| match topic {
+                Topic::Executions => gateway.on_execution(output),
+                _ => gateway.on_market_data(output),
+            })
+        };
+        if on_kafka {
+            feeds = spawn_feeds(&bus, &topics, Until::Stopped, &stop_feeds, &apply)?;
+        } else {
+            rebuild(&bus, &topics, &stop_feeds, &apply).await?;
+        }
         Some(gateway)
     } else {
         None
+    };
+    let shards = match (rings, &gateway) {
+        (Some(rings), Some(gateway)) => {
+            start_pipelines(&config, &engine_config, &bus, rings, gateway, &latency, &failed)?
+        }
+        (Some(_), None) => bail!("the embedded order path runs with the gateway (tachyon run)"),
+        (None, _) => start_shards(&config, &engine_config, &bus, &roles.shards, &latency, &failed)?,
     };
     let consumers = if roles.persist {
         start_consumers(&config, &engine_config.symbols, &bus, postgres).await?
@@ -309,6 +475,7 @@ pub async fn run(
     let probe = Arc::new(ExchangeProbe {
         bus: Arc::clone(&bus),
         shards: shards.statuses.clone(),
+        pipelines: shards.pipelines.clone(),
         feeds: feeds.0.clone(),
         consumers: consumers.iter().map(Consumer::probe).collect(),
     });
@@ -340,11 +507,14 @@ pub async fn run(
     };
 
     tracing::info!("draining the engine shards");
-    shards.stop.store(true, Ordering::Release);
-    let threads = shards.threads;
+    shards.stop();
+    let (threads, syncer) = (shards.threads, shards.syncer);
     tokio::task::spawn_blocking(move || {
         for t in threads {
             let _ = t.join();
+        }
+        if let Some(syncer) = syncer {
+            syncer.stop();
         }
     })
     .await?;
@@ -367,6 +537,21 @@ pub async fn run(
         bail!("an engine shard failed (see the log); restarting recovers it");
     }
     tracing::info!("stopped cleanly");
+    Ok(())
+}
+
+/// Reads the output journals into the gateway up to their end (the embedded start-up:
+/// nothing writes them until the pipelines start).
+async fn rebuild(bus: &Arc<dyn Backbone>, topics: &[Topic], stop: &Arc<AtomicBool>, apply: &Apply) -> Result<()> {
+    let started = std::time::Instant::now();
+    let (_, threads) = spawn_feeds(bus, topics, Until::End, stop, apply)?;
+    tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await?;
+    tracing::info!(took_ms = started.elapsed().as_millis() as u64, "gateway state rebuilt from the output journals");
     Ok(())
 }
 

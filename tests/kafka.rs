@@ -31,7 +31,7 @@ use tachyon_bus::{Backbone, KafkaBus, KafkaConfig};
 use tachyon_gateway::KeyRing;
 use tachyon_proto::symbol::{default_symbols, partition_for};
 use tachyon_proto::wire::{decode_output, encode, CommandEnvelope, ShardOutput};
-use tachyon_proto::{Command, SymbolId, Topic};
+use tachyon_proto::{Event, SymbolId, Topic};
 
 const PARTITIONS: u32 = 2;
 
@@ -361,8 +361,12 @@ async fn sigkill_of_a_gateway_or_marketdata_server_loses_and_doubles_nothing() {
         || {
             seen.clear();
             for output in read_outputs(&bus, Topic::Executions, partition) {
-                if let Command::New(order) = output.command {
-                    *seen.entry(order.order_id.0).or_default() += 1;
+                let accepted = output.events.iter().find_map(|e| match e {
+                    Event::Accepted(order) => Some(order.order_id),
+                    _ => None,
+                });
+                if let Some(order_id) = accepted.or(output.rejected.map(|o| o.order_id)) {
+                    *seen.entry(order_id.0).or_default() += 1;
                 }
             }
             acked.iter().all(|id| seen.contains_key(&id.parse().expect("numeric")))

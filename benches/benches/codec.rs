@@ -4,7 +4,10 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
-use tachyon_proto::wire::{decode_command, decode_output, encode, CommandEnvelope, ShardOutput};
+use tachyon_proto::wire::{
+    decode_command, decode_output, encode, encode_into, encode_output, CommandEnvelope, ShardOutput,
+};
+use tachyon_proto::wire::{FORMAT_OUTPUT_V2, FORMAT_V1};
 use tachyon_proto::{
     AccountId, ClientOrderId, Command, Event, NewOrder, OrderId, OrderType, Price, Qty, SelfTradePrevention, Side,
     SymbolId, TimeInForce, Timestamp, Trade, TradeId,
@@ -41,7 +44,9 @@ fn trade() -> ShardOutput {
         input_offset: 1_000,
         request_id: 42,
         gateway_id: 1,
-        command: command().command,
+        timestamp: Timestamp(1_795_255_200_123_456_789),
+        market_data: true,
+        rejected: None,
         events: vec![Event::Trade(Trade {
             symbol: SymbolId(1),
             trade_id: TradeId(9),
@@ -66,10 +71,24 @@ fn benches(c: &mut Criterion) {
     let cmd = command();
     let cmd_bytes = encode(&cmd).expect("encodes");
     let ev = trade();
-    let ev_bytes = encode(&ev).expect("encodes");
+    let ev_bytes = encode_output(&ev).expect("encodes");
     group.bench_function("encode_command", |b| b.iter(|| encode(black_box(&cmd))));
+    // What the pipeline does: encode into a buffer it keeps, no allocation per record.
+    let mut buffer = Vec::with_capacity(4096);
+    group.bench_function("encode_command_into", |b| {
+        b.iter(|| {
+            buffer.clear();
+            encode_into(black_box(&cmd), FORMAT_V1, &mut buffer)
+        });
+    });
     group.bench_function("decode_command", |b| b.iter(|| decode_command(black_box(&cmd_bytes))));
-    group.bench_function("encode_trade_output", |b| b.iter(|| encode(black_box(&ev))));
+    group.bench_function("encode_trade_output", |b| b.iter(|| encode_output(black_box(&ev))));
+    group.bench_function("encode_trade_output_into", |b| {
+        b.iter(|| {
+            buffer.clear();
+            encode_into(black_box(&ev), FORMAT_OUTPUT_V2, &mut buffer)
+        });
+    });
     group.bench_function("decode_trade_output", |b| b.iter(|| decode_output(black_box(&ev_bytes))));
     group.finish();
 }

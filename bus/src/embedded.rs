@@ -54,6 +54,10 @@ pub struct EmbeddedConfig {
     pub queue_capacity: usize,
     /// Newest records per partition kept in memory for readers.
     pub tail_records: usize,
+    /// Topics whose journals someone else owns in this process (the embedded order
+    /// path keeps `tachyon.orders` itself): the bus opens none of their partitions, and
+    /// asking it for one is [`BusError::NoSuchPartition`].
+    pub owned_elsewhere: Vec<Topic>,
 }
 
 impl EmbeddedConfig {
@@ -66,6 +70,7 @@ impl EmbeddedConfig {
             output: JournalConfig { fsync: FsyncPolicy::Never, ..JournalConfig::default() },
             queue_capacity: 16_384,
             tail_records: 131_072,
+            owned_elsewhere: Vec::new(),
         }
     }
 
@@ -137,6 +142,10 @@ impl EmbeddedBus {
         let mut writers = Vec::new();
         for topic in Topic::ALL {
             let mut partitions = Vec::new();
+            if config.owned_elsewhere.contains(&topic) {
+                logs.push(partitions);
+                continue;
+            }
             for partition in 0..config.partitions {
                 let dir = config.dir.join(topic.name()).join(format!("{partition:04}"));
                 let journal_config = config.journal(topic);

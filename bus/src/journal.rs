@@ -30,6 +30,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use thiserror::Error;
@@ -103,7 +104,9 @@ pub struct Journal {
     dir: PathBuf,
     config: JournalConfig,
     segments: Vec<Segment>,
-    active: File,
+    /// Shared with [`SyncTarget`]s, so a sync can run on another thread while the next
+    /// batch is written.
+    active: Arc<File>,
     active_len: u64,
     next_offset: u64,
     durable_offset: u64,
@@ -128,6 +131,25 @@ fn encode_record(out: &mut Vec<u8>, offset: u64, payload: &[u8]) {
     out.extend_from_slice(&checksum(offset, payload).to_le_bytes());
     out.extend_from_slice(&offset.to_le_bytes());
     out.extend_from_slice(payload);
+}
+
+/// What a sync of a journal needs, detached from it: the file of its active segment and
+/// the offset everything before which that sync makes durable.
+#[derive(Clone, Debug)]
+pub struct SyncTarget {
+    file: Arc<File>,
+    /// Records below this offset are durable once [`SyncTarget::sync`] returned.
+    pub end: u64,
+}
+
+impl SyncTarget {
+    /// `fdatasync` of the segment.
+    ///
+    /// # Errors
+    /// The sync's I/O error.
+    pub fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
 }
 
 /// Reads one record. `Ok(None)` at a clean end of segment; `Err(reason)` for a torn or
@@ -281,12 +303,12 @@ impl Journal {
             Some(s) => {
                 let file = OpenOptions::new().read(true).append(true).open(&s.path)?;
                 let len = file.metadata()?.len();
-                (file, len)
+                (Arc::new(file), len)
             }
             None => {
                 let (segment, file) = new_segment(&dir, 0)?;
                 segments.push(segment);
-                (file, HEADER_BYTES)
+                (Arc::new(file), HEADER_BYTES)
             }
         };
         let journal = Self {
@@ -328,19 +350,74 @@ impl Journal {
         for (i, record) in records.iter().enumerate() {
             encode_record(&mut self.buffer, first + i as u64, record.as_ref());
         }
-        let bytes = self.buffer.len() as u64;
-        if self.active_len > HEADER_BYTES && self.active_len + bytes > self.config.segment_bytes {
-            self.roll()?;
-        }
-        self.active.write_all(&self.buffer)?;
-        self.active_len += bytes;
-        self.next_offset += records.len() as u64;
+        self.write_buffer(records.len() as u64)?;
         match self.config.fsync {
             FsyncPolicy::EveryBatch => self.sync()?,
             FsyncPolicy::Interval(every) if self.last_sync.elapsed() >= every => self.sync()?,
             FsyncPolicy::Interval(_) | FsyncPolicy::Never => {}
         }
         Ok(first..self.next_offset)
+    }
+
+    /// Writes the records in the buffer (`count` of them), rolling the segment first if
+    /// they would take it past its size.
+    fn write_buffer(&mut self, count: u64) -> Result<(), JournalError> {
+        let bytes = self.buffer.len() as u64;
+        if self.active_len > HEADER_BYTES && self.active_len + bytes > self.config.segment_bytes {
+            self.roll()?;
+        }
+        (&*self.active).write_all(&self.buffer)?;
+        self.active_len += bytes;
+        self.next_offset += count;
+        Ok(())
+    }
+
+    /// Appends `count` records with one write and no sync (whatever the policy): `encode`
+    /// appends record `i`'s payload to the buffer it is given, straight into the write
+    /// buffer (no copy of the payload after it). The records are durable once a
+    /// [`SyncTarget`] taken after this call has synced; tell the journal with
+    /// [`Journal::mark_durable`].
+    ///
+    /// # Errors
+    /// The encoder's error, [`JournalError::RecordTooLarge`] (nothing is written in either
+    /// case), or an I/O error (the journal's state on disk is then unknown: reopen it).
+    pub fn append_encoded<E>(
+        &mut self,
+        count: usize,
+        mut encode: impl FnMut(usize, &mut Vec<u8>) -> Result<(), E>,
+    ) -> Result<Result<Range<u64>, E>, JournalError> {
+        let first = self.next_offset;
+        self.buffer.clear();
+        for i in 0..count {
+            let start = self.buffer.len();
+            self.buffer.extend_from_slice(&[0; RECORD_HEADER_BYTES]);
+            if let Err(e) = encode(i, &mut self.buffer) {
+                return Ok(Err(e));
+            }
+            let len = self.buffer.len() - start - RECORD_HEADER_BYTES;
+            if len > self.config.max_record_bytes as usize {
+                return Err(JournalError::RecordTooLarge { len, max: self.config.max_record_bytes });
+            }
+            let offset = first + i as u64;
+            let crc = checksum(offset, &self.buffer[start + RECORD_HEADER_BYTES..]);
+            let header = &mut self.buffer[start..start + RECORD_HEADER_BYTES];
+            header[..4].copy_from_slice(&(len as u32).to_le_bytes());
+            header[4..8].copy_from_slice(&crc.to_le_bytes());
+            header[8..].copy_from_slice(&offset.to_le_bytes());
+        }
+        self.write_buffer(count as u64)?;
+        Ok(Ok(first..self.next_offset))
+    }
+
+    /// What syncing everything written so far takes, to run elsewhere (see
+    /// [`Journal::append_encoded`]).
+    pub fn sync_target(&self) -> SyncTarget {
+        SyncTarget { file: Arc::clone(&self.active), end: self.next_offset }
+    }
+
+    /// Records below `end` were synced through a [`SyncTarget`].
+    pub fn mark_durable(&mut self, end: u64) {
+        self.durable_offset = self.durable_offset.max(end.min(self.next_offset));
     }
 
     /// Forces everything appended so far to disk.
@@ -361,7 +438,7 @@ impl Journal {
         self.sync()?;
         let (segment, file) = new_segment(&self.dir, self.next_offset)?;
         self.segments.push(segment);
-        self.active = file;
+        self.active = Arc::new(file);
         self.active_len = HEADER_BYTES;
         Ok(())
     }

@@ -20,5 +20,5 @@ pub mod kafka;
 
 pub use backbone::{dead_letter_json, last_record, produce_blocking, Ack, Backbone, BusError, PartitionReader, Record};
 pub use embedded::{EmbeddedBus, EmbeddedConfig};
-pub use journal::{FsyncPolicy, Journal, JournalConfig, JournalError, JournalReader, Recovery};
+pub use journal::{FsyncPolicy, Journal, JournalConfig, JournalError, JournalReader, Recovery, SyncTarget};
 pub use kafka::{KafkaBus, KafkaConfig};

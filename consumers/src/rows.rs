@@ -119,7 +119,7 @@ pub struct Rows {
 pub fn touched_orders<'a>(batch: impl IntoIterator<Item = &'a ShardOutput>) -> Vec<OrderId> {
     let mut ids: Vec<OrderId> = batch
         .into_iter()
-        .flat_map(|o| o.events.iter().flat_map(|e| effects(e, &o.command)))
+        .flat_map(|o| o.events.iter().flat_map(|e| effects(e, o.rejected.as_ref())))
         .map(|e| e.order_id())
         .collect();
     ids.sort_unstable();
@@ -140,7 +140,7 @@ pub fn build<'a>(batch: impl IntoIterator<Item = &'a ShardOutput>, stored: Vec<S
             if let Event::Trade(trade) = event {
                 rows.trades.push(TradeRow { shard: output.partition, seq: output.seq, trade: *trade });
             }
-            for effect in effects(event, &output.command) {
+            for effect in effects(event, output.rejected.as_ref()) {
                 let this = index;
                 index += 1;
                 let id = effect.order_id();

@@ -16,7 +16,7 @@ use common::{
 use deadpool_postgres::tokio_postgres::Client;
 use tachyon_bus::Backbone;
 use tachyon_consumers::{Consumer, ConsumerConfig, PostgresConfig, PostgresSink, Sink};
-use tachyon_proto::wire::{encode, ShardOutput};
+use tachyon_proto::wire::{encode_output, ShardOutput};
 use tachyon_proto::{Event, SymbolId, Topic};
 
 /// Every table, rendered in key order: two equal dumps are two equal databases.
@@ -130,7 +130,7 @@ async fn the_consumer_dead_letters_bad_records_and_persists_the_rest() {
     }
     assert!(unknown.events.iter().any(|e| matches!(e, Event::Accepted(_))), "the record creates an order");
     publish(bus.as_ref(), 0, &stream[..400]);
-    publish_raw(bus.as_ref(), 0, vec![vec![1, 2, 3], encode(&unknown).expect("encodes")]);
+    publish_raw(bus.as_ref(), 0, vec![vec![1, 2, 3], encode_output(&unknown).expect("encodes")]);
     publish(bus.as_ref(), 0, &stream[400..]);
 
     let sink = PostgresSink::new(PostgresConfig::new(&url), &symbols()).expect("sink");

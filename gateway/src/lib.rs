@@ -5,9 +5,11 @@
 //!   backbone, replies from the engine (with a timeout that answers `pending`).
 //! - [`rest`] and [`ws`]: the routes of `shared/API.md` over it; [`server`] puts them
 //!   together and serves them.
-//! - [`orders`]: every account's orders and fills, kept from the executions topic;
-//!   [`market`]: books, trades, tickers and candles kept from the market-data topic;
-//!   [`feed`]: the threads that read both topics.
+//! - [`path`]: where commands go (the backbone, or an engine in this process) and how
+//!   their answers come back.
+//! - [`orders`]: every account's orders and fills, kept from the engine's executions;
+//!   [`market`]: books, trades, tickers and candles kept from its market data (fed by
+//!   the runtime's feeds or, in one process, by the pipelines directly).
 //! - [`history`]: orders and fills beyond memory, from a store (PostgreSQL) when configured.
 //! - [`auth`] (API keys any gateway sharing the secret can verify), [`rate_limit`]
 //!   (per-key token buckets), [`idempotency`] (replay by `Idempotency-Key`), [`error`]
@@ -20,13 +22,13 @@
 
 pub mod auth;
 pub mod error;
-pub mod feed;
 pub mod history;
 pub mod idempotency;
 pub mod market;
 pub mod metrics;
 pub mod openapi;
 pub mod orders;
+pub mod path;
 pub mod rate_limit;
 pub mod rest;
 pub mod server;
@@ -38,6 +40,7 @@ pub use auth::{ApiKey, AuthError, KeyRing};
 pub use error::ApiError;
 pub use history::History;
 pub use idempotency::{Begin, IdempotencyConfig, IdempotencyStore, StoredResponse, Ticket};
+pub use path::{InProcessPath, OrderPath, Reply, Waiter};
 pub use rate_limit::{Decision, RateLimitConfig, RateLimiter};
 pub use rest::Probe;
 pub use service::{Gateway, GatewayConfig, ResponseMode, MAX_GATEWAY_ID};

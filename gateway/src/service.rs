@@ -7,21 +7,20 @@
 //! acknowledgement or the engine's reply, with a timeout that answers `pending` rather
 //! than hanging.
 
-use std::collections::HashMap;
-use std::ops::Range;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
 use parking_lot::Mutex;
-use tachyon_bus::{Backbone, BusError};
+use tachyon_bus::BusError;
 use tachyon_proto::api::{Order, OrderRequest, OrderStatus};
 use tachyon_proto::command::CancelAllCause;
 use tachyon_proto::latency::{Hop, Latency};
 use tachyon_proto::wire::{encode, CommandEnvelope, ShardOutput};
 use tachyon_proto::{
-    AccountId, Amend, Cancel, CancelAll, Command, Event, NewOrder, OrderId, SymbolId, SymbolSpec, Timestamp, Topic,
+    AccountId, Amend, Cancel, CancelAll, Command, NewOrder, OrderId, SymbolId, SymbolSpec, Timestamp, Topic,
 };
 use tokio::sync::oneshot;
 
@@ -31,6 +30,7 @@ use crate::idempotency::{IdempotencyConfig, IdempotencyStore};
 use crate::market::MarketData;
 use crate::metrics::Metrics;
 use crate::orders::{OrderRecord, OrderStore, StoreLimits};
+use crate::path::{OrderPath, Reply, Waiter};
 use crate::rate_limit::{Decision, RateLimitConfig, RateLimiter};
 use crate::symbols::Symbols;
 use crate::KeyRing;
@@ -59,6 +59,10 @@ pub struct GatewayConfig {
     pub max_frame_bytes: usize,
     /// Accounts allowed on `/v1/admin/*`.
     pub admin_accounts: Vec<AccountId>,
+    /// Over the backbone, answer a command only once this gateway's own market data
+    /// shows it too (read-your-writes on the REST book, trades and ticker): set when the
+    /// gateway follows the market-data topic.
+    pub answer_after_market_data: bool,
 }
 
 impl Default for GatewayConfig {
@@ -76,6 +80,7 @@ impl Default for GatewayConfig {
             md_buffer: 4096,
             max_frame_bytes: 64 * 1024,
             admin_accounts: Vec::new(),
+            answer_after_market_data: false,
         }
     }
 }
@@ -104,10 +109,13 @@ pub struct Gateway {
     keys: KeyRing,
     limiter: RateLimiter,
     pub(crate) idempotency: IdempotencyStore,
-    bus: Arc<dyn Backbone>,
+    path: OrderPath,
     next_request: AtomicU64,
     next_order_id: AtomicU64,
-    pending: Mutex<HashMap<u64, oneshot::Sender<Arc<ShardOutput>>>>,
+    /// Requests waiting for the executions feed (the backbone path).
+    pending: Mutex<HashMap<u64, ReplySender>>,
+    /// Replies held until this gateway's market data caught up with their command.
+    held: Mutex<Held>,
     ready: AtomicBool,
     latency: Arc<Latency>,
     history: Option<Arc<dyn History>>,
@@ -119,11 +127,22 @@ impl std::fmt::Debug for Gateway {
     }
 }
 
+type ReplySender = oneshot::Sender<Result<Reply, BusError>>;
+
+/// Replies waiting for market data (see [`GatewayConfig::answer_after_market_data`]).
+#[derive(Default)]
+struct Held {
+    /// Last market-data sequence applied, per partition.
+    applied: HashMap<u32, u64>,
+    /// (partition, market-data sequence) → the replies that wait for it.
+    waiting: BTreeMap<(u32, u64), Vec<(ReplySender, Reply)>>,
+}
+
 /// A command on its way: wait for it with [`Gateway::wait`].
 #[derive(Debug)]
 pub enum Submitted {
-    Ack(oneshot::Receiver<Result<Range<u64>, BusError>>),
-    Result { request_id: u64, stamped: Timestamp, reply: oneshot::Receiver<Arc<ShardOutput>> },
+    Ack(oneshot::Receiver<Result<(), BusError>>),
+    Result { request_id: u64, stamped: Timestamp, reply: oneshot::Receiver<Result<Reply, BusError>> },
 }
 
 /// What waiting for a command gave.
@@ -132,7 +151,7 @@ pub enum Outcome {
     /// Durable on the backbone (ack mode).
     Durable,
     /// The engine's report.
-    Reply(Arc<ShardOutput>),
+    Reply(Reply),
     /// No answer in time: the command may still be processed.
     TimedOut,
 }
@@ -145,7 +164,7 @@ pub struct PlacedOrder {
 }
 
 impl Gateway {
-    pub fn new(config: GatewayConfig, symbols: Arc<Symbols>, keys: KeyRing, bus: Arc<dyn Backbone>) -> Self {
+    pub fn new(config: GatewayConfig, symbols: Arc<Symbols>, keys: KeyRing, path: OrderPath) -> Self {
         Self {
             orders: OrderStore::new(Arc::clone(&symbols), config.store),
             market: MarketData::new(Arc::clone(&symbols), config.md_buffer),
@@ -154,10 +173,11 @@ impl Gateway {
             idempotency: IdempotencyStore::new(config.idempotency),
             symbols,
             keys,
-            bus,
+            path,
             next_request: AtomicU64::new(1),
             next_order_id: AtomicU64::new(1),
             pending: Mutex::new(HashMap::new()),
+            held: Mutex::new(Held::default()),
             ready: AtomicBool::new(false),
             latency: Arc::default(),
             history: None,
@@ -181,11 +201,11 @@ impl Gateway {
     }
 
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire) && self.bus.is_healthy()
+        self.ready.load(Ordering::Acquire) && self.path.is_healthy()
     }
 
     pub fn backbone_healthy(&self) -> bool {
-        self.bus.is_healthy()
+        self.path.is_healthy()
     }
 
     /// The account of an API key.
@@ -206,21 +226,72 @@ impl Gateway {
         decision
     }
 
-    /// Called by the executions feed for every record, in order.
-    pub fn on_execution(&self, output: ShardOutput) {
-        if !self.orders.apply(&output) || output.gateway_id != self.config.gateway_id {
+    /// Called by the executions feed for every record, in order (the backbone path):
+    /// applies it and answers the request waiting for it, if it is this gateway's.
+    pub fn on_execution(&self, output: &ShardOutput) {
+        if !self.orders.apply(output) || output.gateway_id != self.config.gateway_id {
             return;
         }
-        if let Some(waiter) = self.pending.lock().remove(&output.request_id) {
-            let _ = waiter.send(Arc::new(output));
+        let Some(waiter) = self.pending.lock().remove(&output.request_id) else { return };
+        let reply = Reply::of(output);
+        if output.market_data && self.config.answer_after_market_data {
+            let mut held = self.held.lock();
+            let wanted = output.seq + 1;
+            if held.applied.get(&output.partition).copied().unwrap_or(0) < wanted {
+                held.waiting.entry((output.partition, wanted)).or_default().push((waiter, reply));
+                return;
+            }
         }
+        let _ = waiter.send(Ok(reply));
     }
 
-    /// Called by the market-data feed for every record, in order.
+    /// Called by the market-data feed for every record, in order: applies it and
+    /// answers the replies that waited for it.
     pub fn on_market_data(&self, output: &ShardOutput) {
         self.market.apply(output);
         if self.ready.load(Ordering::Relaxed) {
-            self.latency.since(Hop::MarketData, output.command.timestamp());
+            self.latency.since(Hop::MarketData, output.timestamp);
+        }
+        if self.config.answer_after_market_data {
+            let mut held = self.held.lock();
+            let applied = held.applied.entry(output.partition).or_insert(0);
+            *applied = (*applied).max(output.seq);
+            let due: Vec<(u32, u64)> =
+                held.waiting.range((output.partition, 0)..=(output.partition, output.seq)).map(|(k, _)| *k).collect();
+            for key in due {
+                for (waiter, reply) in held.waiting.remove(&key).unwrap_or_default() {
+                    let _ = waiter.send(Ok(reply));
+                }
+            }
+        }
+    }
+
+    /// Applies one output record of a durable batch in this process (the in-process
+    /// path: its waiters are answered by [`Gateway::answer`], not from here).
+    pub fn apply_output(&self, topic: Topic, output: &ShardOutput) {
+        match topic {
+            Topic::MarketData => {
+                self.market.apply(output);
+                if self.ready.load(Ordering::Relaxed) {
+                    self.latency.since(Hop::MarketData, output.timestamp);
+                }
+            }
+            _ => {
+                self.orders.apply(output);
+            }
+        }
+    }
+
+    /// Answers a waiter of the in-process path: its command is durable and `execution`
+    /// is the command's executions record (already applied).
+    pub fn answer(&self, waiter: Waiter, execution: Option<&ShardOutput>, stamped: Timestamp) {
+        self.latency.since(Hop::Ack, stamped);
+        match waiter {
+            Waiter::Ack(tx) => drop(tx.send(Ok(()))),
+            Waiter::Reply(tx) => {
+                let reply = execution.map(Reply::of).ok_or_else(|| BusError::Unavailable("no report".into()));
+                let _ = tx.send(reply);
+            }
         }
     }
 
@@ -244,7 +315,8 @@ impl Gateway {
         &self.latency
     }
 
-    /// Produces `command` to `partition`, keyed by its symbol's name when there is one.
+    /// Sends `command` to `partition` by the gateway's path (keyed by its symbol's name on
+    /// the backbone).
     fn produce(
         &self,
         command: Command,
@@ -265,33 +337,38 @@ impl Gateway {
         let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let stamped = command.timestamp();
         let envelope = CommandEnvelope { request_id, gateway_id: self.config.gateway_id, command };
-        let payload =
-            encode(&envelope).map_err(|e| ApiError::unavailable(format!("cannot encode the command: {e}")))?;
-        let mut payloads = vec![payload];
-        let key = symbol.and_then(|s| self.symbols.by_id(s)).map_or(&[][..], |spec| spec.name.as_bytes());
-        // Every command's durable acknowledgement is timed; ack mode also answers on it.
-        let latency = Arc::clone(&self.latency);
-        let result = match mode {
+        let (waiter, submitted) = match mode {
             ResponseMode::Ack => {
                 let (tx, rx) = oneshot::channel();
-                let ack = Box::new(move |r| {
-                    latency.since(Hop::Ack, stamped);
-                    let _ = tx.send(r);
-                });
-                self.bus
-                    .produce_keyed(Topic::Orders, partition, key, &mut payloads, Some(ack))
-                    .map(|()| Submitted::Ack(rx))
+                (Waiter::Ack(tx), Submitted::Ack(rx))
             }
             ResponseMode::Result => {
                 let (tx, rx) = oneshot::channel();
-                self.pending.lock().insert(request_id, tx);
-                let ack = Box::new(move |_| latency.since(Hop::Ack, stamped));
-                self.bus
-                    .produce_keyed(Topic::Orders, partition, key, &mut payloads, Some(ack))
-                    .map(|()| Submitted::Result { request_id, stamped, reply: rx })
+                (Waiter::Reply(tx), Submitted::Result { request_id, stamped, reply: rx })
             }
         };
-        result.map_err(|e| {
+        let result = match &self.path {
+            OrderPath::InProcess(path) => path.submit(partition, envelope, waiter),
+            OrderPath::Backbone(bus) => {
+                let payload =
+                    encode(&envelope).map_err(|e| ApiError::unavailable(format!("cannot encode the command: {e}")))?;
+                let key = symbol.and_then(|s| self.symbols.by_id(s)).map_or(&[][..], |spec| spec.name.as_bytes());
+                // Every command's durable acknowledgement is timed; ack mode also answers on it.
+                let latency = Arc::clone(&self.latency);
+                let ack: tachyon_bus::Ack = match waiter {
+                    Waiter::Ack(tx) => Box::new(move |r| {
+                        latency.since(Hop::Ack, stamped);
+                        let _ = tx.send(r.map(drop));
+                    }),
+                    Waiter::Reply(tx) => {
+                        self.pending.lock().insert(request_id, tx);
+                        Box::new(move |_| latency.since(Hop::Ack, stamped))
+                    }
+                };
+                bus.produce_keyed(Topic::Orders, partition, key, &mut vec![payload], Some(ack))
+            }
+        };
+        result.map(|()| submitted).map_err(|e| {
             self.pending.lock().remove(&request_id);
             self.metrics.backbone_refused.fetch_add(1, Ordering::Relaxed);
             ApiError::from(e)
@@ -303,16 +380,17 @@ impl Gateway {
         let timeout = self.config.reply_timeout;
         match submitted {
             Submitted::Ack(rx) => match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(Ok(_))) => Ok(Outcome::Durable),
+                Ok(Ok(Ok(()))) => Ok(Outcome::Durable),
                 Ok(Ok(Err(e))) => Err(e.into()),
                 Ok(Err(_)) => Err(ApiError::unavailable("the backbone dropped the command")),
                 Err(_) => Ok(Outcome::TimedOut),
             },
             Submitted::Result { request_id, stamped, reply } => match tokio::time::timeout(timeout, reply).await {
-                Ok(Ok(output)) => {
+                Ok(Ok(Ok(reply))) => {
                     self.latency.since(Hop::Reply, stamped);
-                    Ok(Outcome::Reply(output))
+                    Ok(Outcome::Reply(reply))
                 }
+                Ok(Ok(Err(e))) => Err(e.into()),
                 Ok(Err(_)) => Err(ApiError::unavailable("the reply channel closed")),
                 Err(_) => {
                     self.pending.lock().remove(&request_id);
@@ -381,8 +459,8 @@ impl Gateway {
         };
         match self.wait(placed.submitted).await? {
             Outcome::Durable | Outcome::TimedOut => Ok((StatusCode::ACCEPTED, pending())),
-            Outcome::Reply(output) => {
-                if let Some(error) = rejection(&output).and_then(ApiError::from_reject) {
+            Outcome::Reply(reply) => {
+                if let Some(error) = reply.rejected.and_then(ApiError::from_reject) {
                     return Err(error);
                 }
                 let order = self.orders.render(placed.order.order_id).unwrap_or_else(pending);
@@ -456,8 +534,8 @@ impl Gateway {
     /// 403/409 when the engine refused it.
     pub async fn changed(&self, id: OrderId, submitted: Submitted) -> Result<(StatusCode, Order), ApiError> {
         let status = match self.wait(submitted).await? {
-            Outcome::Reply(output) => {
-                if let Some(error) = rejection(&output).and_then(ApiError::from_reject) {
+            Outcome::Reply(reply) => {
+                if let Some(error) = reply.rejected.and_then(ApiError::from_reject) {
                     return Err(error);
                 }
                 StatusCode::OK
@@ -476,7 +554,7 @@ impl Gateway {
         let symbol = symbol.map(|s| self.symbol(s).map(|spec| spec.id)).transpose()?;
         let partitions: Vec<u32> = match symbol {
             Some(s) => vec![self.partition(s)?],
-            None => (0..self.bus.partitions()).collect(),
+            None => (0..self.path.partitions()).collect(),
         };
         let timestamp = Timestamp::now();
         partitions
@@ -495,10 +573,7 @@ impl Gateway {
         let mut complete = true;
         for s in submitted {
             match self.wait(s).await? {
-                Outcome::Reply(output) => ids.extend(output.events.iter().filter_map(|e| match e {
-                    Event::Cancelled(c) => Some(c.order_id.0.to_string()),
-                    _ => None,
-                })),
+                Outcome::Reply(reply) => ids.extend(reply.cancelled.iter().map(|id| id.0.to_string())),
                 Outcome::Durable | Outcome::TimedOut => complete = false,
             }
         }
@@ -578,12 +653,4 @@ impl Gateway {
     pub fn pending_replies(&self) -> usize {
         self.pending.lock().len()
     }
-}
-
-/// The reason, if the engine refused the command.
-fn rejection(output: &ShardOutput) -> Option<tachyon_proto::RejectReason> {
-    output.events.iter().find_map(|e| match e {
-        Event::Rejected(r) => Some(r.reason),
-        _ => None,
-    })
 }

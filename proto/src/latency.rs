@@ -104,6 +104,24 @@ impl Latency {
         self.record(hop, u64::try_from(nanos).unwrap_or(0));
     }
 
+    /// Records the time from each of `stamps` until one reading of the clock now, under
+    /// one lock (a batch's hop).
+    pub fn since_all(&self, hop: Hop, stamps: impl IntoIterator<Item = Timestamp>) {
+        let now = Timestamp::now().0;
+        let mut histogram = self.hops[hop.index()].lock();
+        for stamped in stamps {
+            let nanos = u64::try_from(now.saturating_sub(stamped.0)).unwrap_or(0);
+            histogram.saturating_record(nanos.clamp(1, MAX_NANOS));
+        }
+    }
+
+    /// Records `nanos` `count` times under one lock.
+    pub fn record_n(&self, hop: Hop, nanos: u64, count: u64) {
+        if count > 0 {
+            let _ = self.hops[hop.index()].lock().record_n(nanos.clamp(1, MAX_NANOS), count);
+        }
+    }
+
     /// Forgets everything recorded (for a fresh measurement).
     pub fn reset(&self) {
         for h in &self.hops {

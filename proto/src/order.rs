@@ -7,8 +7,8 @@
 
 use crate::api::{AccountFill, Liquidity, Order, OrderFill, OrderStatus};
 use crate::{
-    AccountId, CancelReason, ClientOrderId, Command, Event, NewOrder, OrderId, OrderType, Price, Qty, RejectReason,
-    Side, SymbolId, SymbolSpec, TimeInForce, Timestamp, TradeId,
+    AccountId, CancelReason, ClientOrderId, Event, NewOrder, OrderId, OrderType, Price, Qty, RejectReason, Side,
+    SymbolId, SymbolSpec, TimeInForce, Timestamp, TradeId,
 };
 
 /// One fill of an order.
@@ -227,16 +227,17 @@ impl Effect {
     }
 }
 
-/// What `event` (emitted for `command`) does to the orders it names, in order: a trade
-/// fills the maker, then the taker. Public-only events and rejected cancels or amends do
-/// nothing; a rejected duplicate order id names an order that is not this command's, so
-/// it creates nothing either.
-pub fn effects(event: &Event, command: &Command) -> impl Iterator<Item = Effect> {
+/// What `event` does to the orders it names, in order: a trade fills the maker, then the
+/// taker. `rejected` is the new order of the command, when the engine rejected it (its
+/// output's `rejected`): a rejection creates that order's record. Public-only events and
+/// rejected cancels or amends do nothing; a rejected duplicate order id names an order
+/// that is not this command's, so it creates nothing either.
+pub fn effects(event: &Event, rejected: Option<&NewOrder>) -> impl Iterator<Item = Effect> {
     let mut out: [Option<Effect>; 2] = [None, None];
     match event {
         Event::Accepted(n) => out[0] = Some(Effect::Create(Box::new(OrderRecord::from_new(n, OrderStatus::New)))),
         Event::Rejected(r) => {
-            if let (Command::New(n), Some(_)) = (command, r.order_id) {
+            if let Some(n) = rejected.filter(|n| Some(n.order_id) == r.order_id) {
                 if r.reason != RejectReason::DuplicateOrderId {
                     let mut record = OrderRecord::from_new(n, OrderStatus::Rejected);
                     record.reject_reason = Some(r.reason);

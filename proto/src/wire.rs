@@ -1,21 +1,29 @@
 //! Backbone payloads: rkyv encodings, validated on read.
 //!
-//! A payload is one format byte ([`FORMAT_V1`]) followed by an rkyv archive. Decoding
-//! copies the archive into an aligned buffer, runs bytecheck over it (so a corrupt or
+//! A payload is one format byte followed by an rkyv archive: [`FORMAT_V1`] for commands,
+//! [`FORMAT_OUTPUT_V2`] for shard outputs (outputs written before it, [`FORMAT_V1`],
+//! embedded the whole command and are still read). Decoding copies the archive into an
+//! aligned buffer (one per thread, reused), runs bytecheck over it (so a corrupt or
 //! truncated payload is an error, never undefined behaviour or a panic), deserialises it,
 //! and then checks the values rkyv cannot know about (canonical account ids, client order
-//! id characters).
+//! id characters). Encoding appends to a caller's buffer through a per-thread scratch
+//! archive, so a steady stream of records allocates nothing.
+
+use std::cell::RefCell;
 
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use thiserror::Error;
 
-use crate::command::Command;
+use crate::command::{Command, NewOrder};
 use crate::event::Event;
 use crate::ids::{AccountId, ClientOrderId};
+use crate::time::Timestamp;
 
-/// The only payload format so far.
+/// Commands (and, before [`FORMAT_OUTPUT_V2`], outputs).
 pub const FORMAT_V1: u8 = 1;
+/// Shard outputs without the command re-embedded.
+pub const FORMAT_OUTPUT_V2: u8 = 2;
 
 /// A command as it travels on `tachyon.orders`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -28,6 +36,12 @@ pub struct CommandEnvelope {
     pub command: Command,
 }
 
+impl std::borrow::Borrow<Command> for CommandEnvelope {
+    fn borrow(&self) -> &Command {
+        &self.command
+    }
+}
+
 /// What an engine shard publishes for one input command, on `tachyon.executions` (the
 /// command's private events, always, even when there are none, so a waiting gateway
 /// learns the command is done) and on `tachyon.marketdata` (its public events, when there
@@ -35,8 +49,13 @@ pub struct CommandEnvelope {
 ///
 /// `seq` numbers the shard's output records: consecutive from 1 over both topics, never
 /// reused, so consumers deduplicate by (`partition`, `seq`) and a restarted shard knows
-/// from the last record it finds what it already published.
-#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+/// from the last record it finds what it already published. A command's executions
+/// record comes first; its market-data record, if it has one, takes the next sequence.
+///
+/// The command itself is not repeated: its events carry what they change (an accepted
+/// order is its [`crate::Accepted`] event). Only a rejected new order's fields are in no
+/// event, so that order travels in `rejected`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 #[rkyv(derive(Debug))]
 pub struct ShardOutput {
     /// The engine shard (= input partition) that produced it.
@@ -48,10 +67,58 @@ pub struct ShardOutput {
     /// The command's `request_id` and `gateway_id`, for reply routing.
     pub request_id: u64,
     pub gateway_id: u32,
-    /// The command itself (a rejected order's fields live only here).
-    pub command: Command,
+    /// When the gateway stamped the command.
+    pub timestamp: Timestamp,
+    /// On an executions record: the command also changed public market data, in the
+    /// record at `seq + 1` on `tachyon.marketdata` (a gateway that answers only once its
+    /// own market data shows the command waits for that one).
+    pub market_data: bool,
+    /// The new order as sent, when the engine rejected it.
+    pub rejected: Option<NewOrder>,
     /// In the order the engine emitted them.
     pub events: Vec<Event>,
+}
+
+impl ShardOutput {
+    /// Empties the record for reuse, keeping the events' allocation.
+    pub fn reset(&mut self) {
+        self.events.clear();
+        self.rejected = None;
+        self.market_data = false;
+    }
+}
+
+/// The output record of [`FORMAT_V1`], which embedded the command.
+#[derive(Clone, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct ShardOutputV1 {
+    partition: u32,
+    seq: u64,
+    input_offset: u64,
+    request_id: u64,
+    gateway_id: u32,
+    command: Command,
+    events: Vec<Event>,
+}
+
+impl From<ShardOutputV1> for ShardOutput {
+    fn from(v1: ShardOutputV1) -> Self {
+        let rejected = match v1.command {
+            Command::New(n) if v1.events.iter().any(|e| matches!(e, Event::Rejected(_))) => Some(n),
+            _ => None,
+        };
+        Self {
+            partition: v1.partition,
+            seq: v1.seq,
+            input_offset: v1.input_offset,
+            request_id: v1.request_id,
+            gateway_id: v1.gateway_id,
+            timestamp: v1.command.timestamp(),
+            // Not recorded then; nobody waits on history.
+            market_data: false,
+            rejected,
+            events: v1.events,
+        }
+    }
 }
 
 /// Why a payload could not be decoded.
@@ -67,37 +134,76 @@ pub enum WireError {
     InvalidField(&'static str),
 }
 
-/// Encodes a value for the backbone.
+type Serializer<'a> = rkyv::api::high::HighSerializer<AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>;
+
+thread_local! {
+    /// The archive being built (encoding) or checked (decoding): reused, so steady streams
+    /// do not allocate.
+    static SCRATCH: RefCell<AlignedVec<16>> = RefCell::new(AlignedVec::new());
+}
+
+/// Appends `value`'s payload (the format byte, then its archive) to `out`.
 ///
 /// # Errors
 /// [`WireError::Corrupt`] if rkyv fails to serialise (it cannot for these plain types, but
 /// the error is passed on rather than unwrapped).
-pub fn encode<T>(value: &T) -> Result<Vec<u8>, WireError>
+pub fn encode_into<T>(value: &T, format: u8, out: &mut Vec<u8>) -> Result<(), WireError>
 where
-    T: for<'a> rkyv::Serialize<
-        rkyv::api::high::HighSerializer<AlignedVec, rkyv::ser::allocator::ArenaHandle<'a>, rancor::Error>,
-    >,
+    T: for<'a> rkyv::Serialize<Serializer<'a>>,
 {
-    let archive = rkyv::to_bytes::<rancor::Error>(value).map_err(|e| WireError::Corrupt(e.to_string()))?;
-    let mut out = Vec::with_capacity(archive.len() + 1);
-    out.push(FORMAT_V1);
-    out.extend_from_slice(&archive);
+    SCRATCH.with(|scratch| {
+        // Re-entrance (never expected) finds the buffer taken and starts a fresh one.
+        let mut archive = scratch.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)).unwrap_or_default();
+        archive.clear();
+        let result = rkyv::api::high::to_bytes_in::<_, rancor::Error>(value, archive);
+        let archive = result.map_err(|e| WireError::Corrupt(e.to_string()))?;
+        out.reserve(archive.len() + 1);
+        out.push(format);
+        out.extend_from_slice(&archive);
+        if let Ok(mut slot) = scratch.try_borrow_mut() {
+            *slot = archive;
+        }
+        Ok(())
+    })
+}
+
+/// Encodes a command envelope for the backbone.
+///
+/// # Errors
+/// As [`encode_into`].
+pub fn encode(value: &CommandEnvelope) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::with_capacity(192);
+    encode_into(value, FORMAT_V1, &mut out)?;
     Ok(out)
 }
 
-fn decode_raw<T>(payload: &[u8]) -> Result<T, WireError>
+/// Encodes a shard output for the backbone.
+///
+/// # Errors
+/// As [`encode_into`].
+pub fn encode_output(value: &ShardOutput) -> Result<Vec<u8>, WireError> {
+    let mut out = Vec::with_capacity(64 + 128 * value.events.len());
+    encode_into(value, FORMAT_OUTPUT_V2, &mut out)?;
+    Ok(out)
+}
+
+fn decode_raw<T>(archive: &[u8]) -> Result<T, WireError>
 where
     T: rkyv::Archive,
     T::Archived: for<'a> rkyv::bytecheck::CheckBytes<rkyv::api::high::HighValidator<'a, rancor::Error>>
         + rkyv::Deserialize<T, rkyv::api::high::HighDeserializer<rancor::Error>>,
 {
-    let (&format, archive) = payload.split_first().ok_or(WireError::Empty)?;
-    if format != FORMAT_V1 {
-        return Err(WireError::UnknownFormat(format));
-    }
-    let mut aligned = AlignedVec::<16>::with_capacity(archive.len());
-    aligned.extend_from_slice(archive);
-    rkyv::from_bytes::<T, rancor::Error>(&aligned).map_err(|e| WireError::Corrupt(e.to_string()))
+    SCRATCH.with(|scratch| {
+        let mut guard = scratch.try_borrow_mut();
+        let mut fresh = AlignedVec::new();
+        let aligned: &mut AlignedVec = match guard.as_deref_mut() {
+            Ok(buffer) => buffer,
+            Err(_) => &mut fresh,
+        };
+        aligned.clear();
+        aligned.extend_from_slice(archive);
+        rkyv::from_bytes::<T, rancor::Error>(aligned).map_err(|e| WireError::Corrupt(e.to_string()))
+    })
 }
 
 /// Decodes and validates a command envelope.
@@ -105,18 +211,29 @@ where
 /// # Errors
 /// [`WireError`] for an empty, unknown-format, corrupt or semantically invalid payload.
 pub fn decode_command(payload: &[u8]) -> Result<CommandEnvelope, WireError> {
-    let env: CommandEnvelope = decode_raw(payload)?;
+    let (&format, archive) = payload.split_first().ok_or(WireError::Empty)?;
+    if format != FORMAT_V1 {
+        return Err(WireError::UnknownFormat(format));
+    }
+    let env: CommandEnvelope = decode_raw(archive)?;
     check_command(&env.command)?;
     Ok(env)
 }
 
-/// Decodes and validates a shard output record.
+/// Decodes and validates a shard output record (either format).
 ///
 /// # Errors
 /// [`WireError`] for an empty, unknown-format, corrupt or semantically invalid payload.
 pub fn decode_output(payload: &[u8]) -> Result<ShardOutput, WireError> {
-    let out: ShardOutput = decode_raw(payload)?;
-    check_command(&out.command)?;
+    let (&format, archive) = payload.split_first().ok_or(WireError::Empty)?;
+    let out: ShardOutput = match format {
+        FORMAT_OUTPUT_V2 => decode_raw(archive)?,
+        FORMAT_V1 => decode_raw::<ShardOutputV1>(archive)?.into(),
+        other => return Err(WireError::UnknownFormat(other)),
+    };
+    if let Some(order) = &out.rejected {
+        check_command(&Command::New(*order))?;
+    }
     for event in &out.events {
         check_event(event)?;
     }
@@ -208,7 +325,9 @@ mod tests {
             input_offset: 100,
             request_id: 7,
             gateway_id: 1,
-            command: sample_command().command,
+            timestamp: Timestamp(5),
+            market_data: true,
+            rejected: None,
             events: vec![
                 Event::Level(LevelChange {
                     symbol: SymbolId(1),
@@ -225,8 +344,52 @@ mod tests {
                 }),
             ],
         };
-        let bytes = encode(&out).expect("encodes");
+        let bytes = encode_output(&out).expect("encodes");
+        assert_eq!(bytes[0], FORMAT_OUTPUT_V2);
         assert_eq!(decode_output(&bytes), Ok(out));
+    }
+
+    #[test]
+    fn a_rejected_order_travels_with_its_output() {
+        let Command::New(order) = sample_command().command else { unreachable!("a new order") };
+        let rejected = Event::Rejected(Rejected {
+            order_id: Some(order.order_id),
+            account: order.account,
+            symbol: Some(order.symbol),
+            reason: RejectReason::PostOnlyWouldTake,
+            timestamp: Timestamp(2),
+        });
+        let out = ShardOutput { rejected: Some(order), events: vec![rejected], ..ShardOutput::default() };
+        assert_eq!(decode_output(&encode_output(&out).expect("encodes")), Ok(out));
+    }
+
+    #[test]
+    fn outputs_of_the_first_format_still_decode() {
+        let command = sample_command().command;
+        let Command::New(order) = command else { unreachable!("a new order") };
+        let rejected = Event::Rejected(Rejected {
+            order_id: Some(order.order_id),
+            account: order.account,
+            symbol: Some(order.symbol),
+            reason: RejectReason::QuantityAboveMax,
+            timestamp: Timestamp(2),
+        });
+        let v1 = ShardOutputV1 {
+            partition: 1,
+            seq: 4,
+            input_offset: 3,
+            request_id: 7,
+            gateway_id: 1,
+            command,
+            events: vec![rejected],
+        };
+        let mut bytes = Vec::new();
+        encode_into(&v1, FORMAT_V1, &mut bytes).expect("encodes");
+        let out = decode_output(&bytes).expect("decodes");
+        assert_eq!((out.partition, out.seq, out.input_offset, out.request_id), (1, 4, 3, 7));
+        assert_eq!(out.timestamp, order.timestamp);
+        assert_eq!(out.rejected, Some(order));
+        assert_eq!(out.events, vec![rejected]);
     }
 
     #[test]

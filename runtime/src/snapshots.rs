@@ -1,12 +1,13 @@
-//! Shard snapshots: the engine state plus where in the input and output it stands, kept
+//! Shard snapshots: the state machine's state plus where in the input and output it stands, kept
 //! in files (one process, the embedded backbone) or on the backbone itself (distributed
 //! mode: a snapshot must outlive the engine's machine).
 //!
 //! Both keep the same bytes:
 //! ```text
-//! "TCHSNAP1" | u64 LE next_input | u64 LE out_seq | u64 LE len | u32 LE CRC-32 | engine snapshot (rkyv, len bytes)
+//! "TCHSNAP1" | u64 LE next_input | u64 LE out_seq | u64 LE len | u32 LE CRC-32 | state (len bytes)
 //! ```
-//! where the CRC covers the three numbers and the engine bytes.
+//! where the CRC covers the three numbers and the state, which is the machine's own
+//! serialisation (the matching engine's: an rkyv image of its books).
 //!
 //! - **Files**: `<dir>/<next_input:020>.snap`, written to a temporary name, synced and
 //!   renamed, so a crash leaves either the old set or the new file complete.
@@ -27,8 +28,6 @@ use std::time::Duration;
 use tachyon_bus::{produce_blocking, Backbone, BusError, Record};
 use tachyon_proto::Topic;
 
-use tachyon_engine::EngineSnapshot;
-
 /// Largest chunk of a snapshot on the backbone.
 pub const CHUNK_BYTES: usize = 512 * 1024;
 const CHUNK_MAGIC: &[u8; 8] = b"TCHCHNK1";
@@ -42,11 +41,12 @@ const HEADER_BYTES: usize = 8 + 8 + 8 + 8 + 4;
 /// A snapshot with its position.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ShardSnapshot {
-    /// The first input offset *not* reflected in `engine`.
+    /// The first input offset *not* reflected in `state`.
     pub next_input: u64,
     /// The last output sequence the shard had produced at that point.
     pub out_seq: u64,
-    pub engine: EngineSnapshot,
+    /// The machine's state ([`crate::Machine::snapshot`]).
+    pub state: Vec<u8>,
 }
 
 /// Where one shard keeps its snapshots.
@@ -96,15 +96,15 @@ impl SnapshotStore {
 /// # Errors
 /// Serialisation errors as `InvalidData`.
 pub fn encode(snapshot: &ShardSnapshot) -> std::io::Result<Vec<u8>> {
-    let body = snapshot.engine.to_bytes().map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+    let body = &snapshot.state;
     let len = body.len() as u64;
     let mut bytes = Vec::with_capacity(HEADER_BYTES + body.len());
     bytes.extend_from_slice(MAGIC);
     bytes.extend_from_slice(&snapshot.next_input.to_le_bytes());
     bytes.extend_from_slice(&snapshot.out_seq.to_le_bytes());
     bytes.extend_from_slice(&len.to_le_bytes());
-    bytes.extend_from_slice(&checksum(snapshot.next_input, snapshot.out_seq, len, &body).to_le_bytes());
-    bytes.extend_from_slice(&body);
+    bytes.extend_from_slice(&checksum(snapshot.next_input, snapshot.out_seq, len, body).to_le_bytes());
+    bytes.extend_from_slice(body);
     Ok(bytes)
 }
 
@@ -126,8 +126,7 @@ pub fn decode(bytes: &[u8]) -> Result<ShardSnapshot, String> {
     if checksum(next_input, out_seq, len, body) != crc {
         return Err("checksum mismatch".into());
     }
-    let engine = EngineSnapshot::from_bytes(body).map_err(|e| e.to_string())?;
-    Ok(ShardSnapshot { next_input, out_seq, engine })
+    Ok(ShardSnapshot { next_input, out_seq, state: body.to_vec() })
 }
 
 /// The snapshot files of one shard.
@@ -317,11 +316,7 @@ mod tests {
     use super::*;
 
     fn snapshot(next_input: u64) -> ShardSnapshot {
-        ShardSnapshot {
-            next_input,
-            out_seq: next_input * 2,
-            engine: EngineSnapshot { commands: next_input, books: Vec::new(), accounts: Vec::new() },
-        }
+        ShardSnapshot { next_input, out_seq: next_input * 2, state: next_input.to_le_bytes().repeat(3) }
     }
 
     #[test]

@@ -13,7 +13,7 @@ use reference::{commands, engine_config, expected};
 use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig};
 use tachyon_proto::wire::{decode_output, encode, CommandEnvelope, ShardOutput};
 use tachyon_proto::*;
-use tachyon_runtime::{run_shard, ShardConfig, ShardStatus, SnapshotStore};
+use tachyon_runtime::{run_shard, Matching, ShardConfig, ShardStatus, SnapshotPolicy, SnapshotStore};
 
 fn produce(bus: &EmbeddedBus, cmds: &[CommandEnvelope]) {
     let mut payloads: Vec<Vec<u8>> = cmds.iter().map(|c| encode(c).expect("encodes")).collect();
@@ -44,14 +44,17 @@ fn start(bus: &Arc<EmbeddedBus>, snapshots: &std::path::Path, every: u64) -> Run
         latency: Arc::default(),
         fenced: None,
         partition: 0,
-        snapshots: SnapshotStore::new(snapshots, 10),
-        snapshot_every_commands: every,
-        snapshot_every: Duration::from_secs(3600),
+        input: Topic::Orders,
+        snapshots: SnapshotPolicy {
+            store: SnapshotStore::new(snapshots, 10),
+            every_commands: every,
+            every: Duration::from_secs(3600),
+        },
         batch_max: 16,
     };
     let bus: Arc<dyn Backbone> = bus.clone();
     let (s, st) = (Arc::clone(&stop), Arc::clone(&status));
-    let thread = std::thread::spawn(move || run_shard(bus, engine_config(), config, s, st));
+    let thread = std::thread::spawn(move || run_shard(bus, Matching::new(engine_config(), 0), config, s, st));
     Running { stop, status, thread }
 }
 

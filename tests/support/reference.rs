@@ -55,18 +55,27 @@ pub fn expected_on(partition: u32, cmds: &[CommandEnvelope]) -> (Vec<ShardOutput
     for (offset, env) in cmds.iter().enumerate() {
         let mut events: Vec<Event> = Vec::new();
         engine.process(&env.command, &mut events);
+        let public: Vec<Event> = events.iter().filter(|e| e.is_public()).copied().collect();
+        let rejected = match env.command {
+            Command::New(order) if events.iter().any(|e| matches!(e, Event::Rejected(_))) => Some(order),
+            _ => None,
+        };
         let output = |seq, events: Vec<Event>| ShardOutput {
             partition,
             seq,
             input_offset: offset as u64,
             request_id: env.request_id,
             gateway_id: env.gateway_id,
-            command: env.command,
+            timestamp: env.command.timestamp(),
+            market_data: false,
+            rejected: None,
             events,
         };
         seq += 1;
-        executions.push(output(seq, events.iter().filter(|e| e.is_private()).copied().collect()));
-        let public: Vec<Event> = events.iter().filter(|e| e.is_public()).copied().collect();
+        let mut execution = output(seq, events.iter().filter(|e| e.is_private()).copied().collect());
+        execution.market_data = !public.is_empty();
+        execution.rejected = rejected;
+        executions.push(execution);
         if !public.is_empty() {
             seq += 1;
             market_data.push(output(seq, public));

@@ -26,7 +26,7 @@ use hdrhistogram::Histogram;
 use tachyon_consumers::{DynamoConfig, DynamoSink, Item, PostgresConfig, PostgresSink, Sink};
 use tachyon_engine::{Engine, EngineConfig, RiskLimits};
 use tachyon_proto::symbol::default_symbols;
-use tachyon_proto::wire::{encode, ShardOutput};
+use tachyon_proto::wire::{encode_output, ShardOutput};
 use tachyon_proto::{
     AccountId, Command, Event, NewOrder, OrderId, OrderType, Price, Qty, SelfTradePrevention, Side, SymbolId,
     TimeInForce, Timestamp,
@@ -164,10 +164,12 @@ fn stream(partition: u32, rounds: usize, levels: usize) -> (Vec<Item>, u64) {
                 input_offset: id - 1,
                 request_id: id,
                 gateway_id: 1,
-                command,
+                timestamp: command.timestamp(),
+                market_data: false,
+                rejected: None,
                 events: events.iter().filter(|e| e.is_private()).copied().collect(),
             };
-            let payload = encode(&output).expect("encodes").into();
+            let payload = encode_output(&output).expect("encodes").into();
             items.push(Item { offset: id - 1, payload, output });
             id += 1;
         }

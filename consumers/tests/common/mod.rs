@@ -11,7 +11,7 @@ use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig, FsyncPolicy};
 use tachyon_engine::{Engine, EngineConfig, RiskLimits};
 use tachyon_proto::api::OrderStatus;
 use tachyon_proto::symbol::SymbolDef;
-use tachyon_proto::wire::{encode, ShardOutput};
+use tachyon_proto::wire::{encode_output, ShardOutput};
 use tachyon_proto::{
     AccountId, Amend, Cancel, Command, Event, NewOrder, OrderId, OrderType, Price, Qty, SelfTradePrevention, Side,
     SymbolId, SymbolSpec, TimeInForce, Timestamp, Topic,
@@ -95,7 +95,22 @@ pub fn outputs(partition: u32, symbol: SymbolId, first_id: u64, n: u64, seed: u6
         };
         let mut events = Vec::new();
         engine.process(&command, &mut events);
-        out.push(ShardOutput { partition, seq: i + 1, input_offset: i, request_id: i, gateway_id: 1, command, events });
+        let rejected = match command {
+            Command::New(order) if events.iter().any(|e| matches!(e, Event::Rejected(_))) => Some(order),
+            _ => None,
+        };
+        let market_data = events.iter().any(Event::is_public);
+        out.push(ShardOutput {
+            partition,
+            seq: i + 1,
+            input_offset: i,
+            request_id: i,
+            gateway_id: 1,
+            timestamp,
+            market_data,
+            rejected,
+            events,
+        });
     }
     out
 }
@@ -118,7 +133,7 @@ pub fn publish_raw(bus: &dyn Backbone, partition: u32, payloads: Vec<Vec<u8>>) {
 }
 
 pub fn publish(bus: &dyn Backbone, partition: u32, outputs: &[ShardOutput]) {
-    publish_raw(bus, partition, outputs.iter().map(|o| encode(o).expect("encodes")).collect());
+    publish_raw(bus, partition, outputs.iter().map(|o| encode_output(o).expect("encodes")).collect());
 }
 
 /// Polls `done` every 10 ms for up to 60 s (a bound, not a timing assertion).
@@ -141,7 +156,7 @@ pub fn expected_orders<'a>(outputs: impl IntoIterator<Item = &'a ShardOutput>) -
                     orders.insert(a.order_id.0, (OrderStatus::New, 0));
                 }
                 Event::Rejected(r) => {
-                    if let (Command::New(n), Some(id)) = (&o.command, r.order_id) {
+                    if let (Some(n), Some(id)) = (&o.rejected, r.order_id) {
                         if n.order_id == id {
                             orders.entry(id.0).or_insert((OrderStatus::Rejected, 0));
                         }
@@ -176,7 +191,7 @@ pub fn items(outputs: &[ShardOutput]) -> Vec<tachyon_runtime::consumer::Item> {
         .enumerate()
         .map(|(i, o)| tachyon_runtime::consumer::Item {
             offset: i as u64,
-            payload: encode(o).expect("encodes").into(),
+            payload: encode_output(o).expect("encodes").into(),
             output: o.clone(),
         })
         .collect()

@@ -13,7 +13,7 @@ use parking_lot::{Mutex, RwLock};
 use tachyon_proto::api::{Order, OrderStatus};
 use tachyon_proto::order::{effects, Effect};
 use tachyon_proto::wire::ShardOutput;
-use tachyon_proto::{AccountId, ClientOrderId, Command, Event, OrderId, SymbolId};
+use tachyon_proto::{AccountId, ClientOrderId, Event, NewOrder, OrderId, SymbolId};
 use tokio::sync::mpsc;
 
 pub use tachyon_proto::order::{AccountFillRecord, FillRecord, OrderRecord};
@@ -81,7 +81,7 @@ impl OrderStore {
             }
             *last = output.seq;
             for event in &output.events {
-                inner.apply(event, &output.command, self.limits, &mut changed);
+                inner.apply(event, output.rejected.as_ref(), self.limits, &mut changed);
             }
             inner.evict(self.limits);
         }
@@ -226,8 +226,8 @@ impl OrderStore {
 }
 
 impl Inner {
-    fn apply(&mut self, event: &Event, command: &Command, limits: StoreLimits, changed: &mut Vec<OrderId>) {
-        for effect in effects(event, command) {
+    fn apply(&mut self, event: &Event, rejected: Option<&NewOrder>, limits: StoreLimits, changed: &mut Vec<OrderId>) {
+        for effect in effects(event, rejected) {
             let id = effect.order_id();
             match effect {
                 Effect::Create(record) => {

@@ -35,6 +35,8 @@ use parking_lot::Mutex;
 use tachyon_bus::{dead_letter_json, produce_blocking, Backbone, BusError, Record};
 use tachyon_proto::metrics::MetricsText;
 use tachyon_proto::wire::{decode_output, ShardOutput};
+
+use crate::follow::{follow, Control, FollowConfig};
 use tachyon_proto::Topic;
 use thiserror::Error;
 use tokio::sync::{mpsc, watch};
@@ -347,41 +349,35 @@ struct Batch {
 
 fn read_loop(ctx: &Context, mut reader: Box<dyn tachyon_bus::PartitionReader>, tx: &mpsc::Sender<Batch>) {
     let (topic, partition) = (ctx.config.topic, ctx.partition());
-    let poll = Duration::from_millis(ctx.config.poll_ms.max(1));
-    let mut records = Vec::with_capacity(ctx.config.batch_max);
+    let config = FollowConfig::new(ctx.config.batch_max, Duration::from_millis(ctx.config.poll_ms.max(1)))
+        .retrying(Duration::from_millis(200));
     let mut drain_to: Option<u64> = None;
-    loop {
+    let _ = follow::<_, BusError>(reader.as_mut(), config, decode_output, |polled| {
+        if !polled.items.is_empty() {
+            let mut batch =
+                Batch { items: Vec::with_capacity(polled.items.len()), undecodable: Vec::new(), next: polled.next };
+            for item in polled.items.drain(..) {
+                match item.decoded {
+                    Ok(output) => batch.items.push(Item { offset: item.offset, payload: item.payload, output }),
+                    Err(error) => {
+                        batch
+                            .undecodable
+                            .push((Record { offset: item.offset, payload: item.payload }, error.to_string()));
+                    }
+                }
+            }
+            if tx.blocking_send(batch).is_err() {
+                return Ok(Control::Stop); // The writer stopped (deadline passed).
+            }
+        }
         if ctx.deadline().is_some() {
-            if drain_to.is_none() {
-                drain_to = Some(ctx.bus.end_offset(topic, partition).unwrap_or(0));
-            }
-            if drain_to.is_some_and(|end| reader.position() >= end) || ctx.past_deadline() {
-                break;
+            let end = *drain_to.get_or_insert_with(|| ctx.bus.end_offset(topic, partition).unwrap_or(0));
+            if polled.next >= end || ctx.past_deadline() {
+                return Ok(Control::Stop);
             }
         }
-        records.clear();
-        match reader.poll(&mut records, ctx.config.batch_max, poll) {
-            Ok(0) => continue,
-            Ok(_) => {}
-            Err(BusError::Closed) => break,
-            Err(error) => {
-                tracing::warn!(%topic, partition, %error, "consumer cannot read; retrying");
-                std::thread::sleep(Duration::from_millis(200));
-                continue;
-            }
-        }
-        let mut batch =
-            Batch { items: Vec::with_capacity(records.len()), undecodable: Vec::new(), next: reader.position() };
-        for record in records.drain(..) {
-            match decode_output(&record.payload) {
-                Ok(output) => batch.items.push(Item { offset: record.offset, payload: record.payload, output }),
-                Err(error) => batch.undecodable.push((record, error.to_string())),
-            }
-        }
-        if tx.blocking_send(batch).is_err() {
-            break; // The writer stopped (deadline passed).
-        }
-    }
+        Ok(Control::Continue)
+    });
 }
 
 /// The writer was told to stop before it could finish a write.
