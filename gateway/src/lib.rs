@@ -22,6 +22,7 @@
 
 pub mod auth;
 pub mod error;
+pub mod frame;
 pub mod history;
 pub mod idempotency;
 pub mod market;

@@ -7,6 +7,10 @@
 //! subscriber an explicit `lagged` error) instead of unbounded buffering or silent gaps.
 //! Order entry validates and produces in the order frames arrive, then answers each
 //! request from its own task when the engine's report comes back.
+//!
+//! A frame is read once ([`Frame`]: keys and raw value slices, no JSON tree); the writer
+//! task sends whatever is queued for the connection and flushes the socket once per
+//! wake-up, not once per message.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -18,13 +22,15 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Map, Value};
+use serde_json::value::RawValue;
+use serde_json::{json, Value};
 use tachyon_proto::api::OrderRequest;
 use tachyon_proto::AccountId;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::error::ApiError;
+use crate::frame::{Frame, FrameError};
 use crate::market::{Channel, MdMessage};
 use crate::rest::AppState;
 use crate::service::{Gateway, ResponseMode};
@@ -73,8 +79,18 @@ async fn run(gateway: Arc<Gateway>, socket: WebSocket, account: Option<AccountId
     let (mut sink, mut stream) = socket.split();
     let (out, mut queue) = mpsc::channel::<Message>(gateway.config.ws_queue.max(1));
     let writer = tokio::spawn(async move {
-        while let Some(message) = queue.recv().await {
-            if sink.send(message).await.is_err() {
+        // Everything queued goes into the socket's buffer, then one flush (one write)
+        // per wake-up.
+        let mut batch = Vec::with_capacity(64);
+        while queue.recv_many(&mut batch, 64).await > 0 {
+            let mut sent = Ok(());
+            for message in batch.drain(..) {
+                sent = sink.feed(message).await;
+                if sent.is_err() {
+                    break;
+                }
+            }
+            if sent.is_err() || sink.flush().await.is_err() {
                 break;
             }
         }
@@ -117,24 +133,28 @@ impl Connection {
         self.send(error_frame(code, message)).await;
     }
 
-    async fn handle(&mut self, frame: &str) {
-        let mut fields = match serde_json::from_str::<Value>(frame) {
-            Ok(Value::Object(map)) => map,
-            Ok(_) => return self.error("invalid_message", "a message is one JSON object").await,
-            Err(e) => return self.error("invalid_json", &format!("the message is not valid JSON: {e}")).await,
+    async fn handle(&mut self, text_frame: &str) {
+        let frame = match Frame::parse(text_frame) {
+            Ok(frame) => frame,
+            Err(FrameError::NotAnObject) => {
+                return self.error("invalid_message", "a message is one JSON object").await;
+            }
+            Err(FrameError::Json(e)) => {
+                return self.error("invalid_json", &format!("the message is not valid JSON: {e}")).await;
+            }
         };
-        let Some(Value::String(op)) = fields.remove("op") else {
+        let Some(op) = frame.str("op") else {
             return self.error("invalid_message", "the message needs an \"op\" string").await;
         };
-        let result = match op.as_str() {
+        let result = match op.as_ref() {
             "ping" => {
-                self.send(text(&json!({"type": "pong"}))).await;
+                self.send(Message::Text(Utf8Bytes::from_static(r#"{"type":"pong"}"#))).await;
                 Ok(())
             }
-            "auth" => self.auth(&fields),
-            "subscribe" => self.subscribe(&fields),
-            "unsubscribe" => self.unsubscribe(&fields),
-            "order.new" | "order.cancel" | "order.cancel_all" => return self.order_op(&op, fields).await,
+            "auth" => self.auth(&frame),
+            "subscribe" => self.subscribe(&frame),
+            "unsubscribe" => self.unsubscribe(&frame),
+            "order.new" | "order.cancel" | "order.cancel_all" => return self.order_op(&op, &frame).await,
             other => Err(ApiError::bad_request("unknown_op", format!("unknown op {other:?}"))),
         };
         if let Err(e) = result {
@@ -142,9 +162,9 @@ impl Connection {
         }
     }
 
-    fn auth(&mut self, fields: &Map<String, Value>) -> Result<(), ApiError> {
-        let key = fields.get("api_key").and_then(Value::as_str);
-        let account = self.gateway.authenticate(key)?;
+    fn auth(&mut self, frame: &Frame<'_>) -> Result<(), ApiError> {
+        let key = frame.str("api_key");
+        let account = self.gateway.authenticate(key.as_deref())?;
         if self.account.is_some_and(|a| a != account) {
             return Err(ApiError::bad_request(
                 "already_authenticated",
@@ -155,17 +175,16 @@ impl Connection {
         Ok(())
     }
 
-    fn channel_and_symbol(fields: &Map<String, Value>) -> Result<(String, Option<String>), ApiError> {
-        let channel = fields
-            .get("channel")
-            .and_then(Value::as_str)
+    fn channel_and_symbol(frame: &Frame<'_>) -> Result<(String, Option<String>), ApiError> {
+        let channel = frame
+            .str("channel")
             .ok_or_else(|| ApiError::bad_request("invalid_message", "subscribe needs a \"channel\""))?;
-        let symbol = fields.get("symbol").and_then(Value::as_str).map(str::to_string);
-        Ok((channel.to_string(), symbol))
+        let symbol = frame.str("symbol").map(String::from);
+        Ok((channel.into_owned(), symbol))
     }
 
-    fn subscribe(&mut self, fields: &Map<String, Value>) -> Result<(), ApiError> {
-        let (channel, symbol) = Self::channel_and_symbol(fields)?;
+    fn subscribe(&mut self, frame: &Frame<'_>) -> Result<(), ApiError> {
+        let (channel, symbol) = Self::channel_and_symbol(frame)?;
         let key = (channel.clone(), symbol.clone().unwrap_or_default());
         if self.subscriptions.contains_key(&key) {
             return Err(ApiError::bad_request("already_subscribed", "already subscribed to this channel"));
@@ -199,8 +218,8 @@ impl Connection {
         Ok(())
     }
 
-    fn unsubscribe(&mut self, fields: &Map<String, Value>) -> Result<(), ApiError> {
-        let (channel, symbol) = Self::channel_and_symbol(fields)?;
+    fn unsubscribe(&mut self, frame: &Frame<'_>) -> Result<(), ApiError> {
+        let (channel, symbol) = Self::channel_and_symbol(frame)?;
         let task = self
             .subscriptions
             .remove(&(channel.clone(), symbol.unwrap_or_default()))
@@ -215,36 +234,31 @@ impl Connection {
     }
 
     /// Order entry: rate-limited per key like REST; answered from a task of its own.
-    async fn order_op(&mut self, op: &str, mut fields: Map<String, Value>) {
-        let request_id = fields.remove("request_id").unwrap_or(Value::Null);
-        let respond = move |result: Result<Value, ApiError>| {
-            let mut body = json!({"type": "response", "request_id": request_id});
-            match result {
-                Ok(v) => body["result"] = v,
-                Err(e) => body["error"] = json!({"code": e.code, "message": e.message}),
-            }
-            text(&body)
+    async fn order_op(&mut self, op: &str, frame: &Frame<'_>) {
+        let request_id = frame.raw("request_id").map(RawValue::to_owned);
+        let started = match self.start_order_op(op, frame) {
+            Ok(started) => started,
+            Err(e) => return self.send(response::<()>(request_id.as_deref(), Err(e))).await,
         };
         let gateway = Arc::clone(&self.gateway);
-        let started = match self.start_order_op(op, fields) {
-            Ok(started) => started,
-            Err(e) => return self.send(respond(Err(e))).await,
-        };
         let out = self.out.clone();
-        let respond = respond.clone();
         tokio::spawn(async move {
-            let result = match started {
-                Started::New(placed) => gateway.placed(placed).await.map(|(_, order)| json!(order)),
-                Started::Cancel(id, submitted) => gateway.changed(id, submitted).await.map(|(_, order)| json!(order)),
-                Started::CancelAll(submitted) => {
-                    gateway.cancelled_all(submitted).await.map(|(_, ids)| json!({"cancelled": ids}))
+            let id = request_id.as_deref();
+            let message = match started {
+                Started::New(placed) => response(id, gateway.placed(placed).await.map(|(_, order)| order)),
+                Started::Cancel(order_id, submitted) => {
+                    response(id, gateway.changed(order_id, submitted).await.map(|(_, order)| order))
                 }
+                Started::CancelAll(submitted) => response(
+                    id,
+                    gateway.cancelled_all(submitted).await.map(|(_, cancelled)| CancelledAll { cancelled }),
+                ),
             };
-            let _ = out.send(respond(result)).await;
+            let _ = out.send(message).await;
         });
     }
 
-    fn start_order_op(&self, op: &str, mut fields: Map<String, Value>) -> Result<Started, ApiError> {
+    fn start_order_op(&self, op: &str, frame: &Frame<'_>) -> Result<Started, ApiError> {
         let account =
             self.account.ok_or_else(|| ApiError::unauthorized("order entry needs authentication (op auth)"))?;
         let decision = self.gateway.rate_check(account);
@@ -258,27 +272,53 @@ impl Connection {
         let gw = &self.gateway;
         match op {
             "order.new" => {
-                let request: OrderRequest = serde_json::from_value(Value::Object(fields))
+                let request: OrderRequest = frame
+                    .decode_rest(&["op", "request_id"])
                     .map_err(|e| ApiError::bad_request("invalid_request", e.to_string()))?;
                 Ok(Started::New(gw.place(account, &request, ResponseMode::Result)?))
             }
             "order.cancel" => {
-                let id = match fields.remove("order_id") {
-                    Some(Value::String(s)) => Gateway::order_id(&s)?,
-                    _ => {
-                        return Err(ApiError::bad_request(
-                            "invalid_request",
-                            "order.cancel needs an \"order_id\" string",
-                        ))
-                    }
-                };
+                let id = frame.str("order_id").ok_or_else(|| {
+                    ApiError::bad_request("invalid_request", "order.cancel needs an \"order_id\" string")
+                })?;
+                let id = Gateway::order_id(&id)?;
                 Ok(Started::Cancel(id, gw.cancel(account, id)?))
             }
             _ => {
-                let symbol = fields.get("symbol").and_then(Value::as_str);
-                Ok(Started::CancelAll(gw.cancel_all(account, symbol)?))
+                let symbol = frame.str("symbol");
+                Ok(Started::CancelAll(gw.cancel_all(account, symbol.as_deref())?))
             }
         }
+    }
+}
+
+/// What `order.cancel_all` answers with.
+#[derive(serde::Serialize)]
+struct CancelledAll {
+    cancelled: Vec<String>,
+}
+
+/// `{"type": "response", "request_id": <as sent>, "result" | "error": …}`, rendered in one
+/// pass (the request id is echoed byte for byte).
+fn response<T: serde::Serialize>(request_id: Option<&RawValue>, result: Result<T, ApiError>) -> Message {
+    let mut body = Vec::with_capacity(512);
+    body.extend_from_slice(br#"{"type":"response","request_id":"#);
+    body.extend_from_slice(request_id.map_or("null", RawValue::get).as_bytes());
+    let written = match &result {
+        Ok(answer) => {
+            body.extend_from_slice(br#","result":"#);
+            serde_json::to_writer(&mut body, answer)
+        }
+        Err(e) => {
+            body.extend_from_slice(br#","error":"#);
+            serde_json::to_writer(&mut body, &json!({"code": e.code, "message": e.message}))
+        }
+    };
+    body.push(b'}');
+    match written.ok().and_then(|()| String::from_utf8(body).ok()) {
+        Some(text) => Message::Text(Utf8Bytes::from(text)),
+        // Serializing owned strings and numbers cannot fail; if it ever did, say so.
+        None => error_frame("internal", "the response could not be rendered"),
     }
 }
 
@@ -314,7 +354,7 @@ async fn forward_market(
     let mut last = 0;
     if let Some(s) = snapshot {
         last = s.sequence;
-        if out.send(Message::Text(Utf8Bytes::from(s.text.as_ref()))).await.is_err() {
+        if out.send(Message::Text(s.text.clone())).await.is_err() {
             return;
         }
     }
@@ -325,7 +365,7 @@ async fn forward_market(
                     continue; // Already in the snapshot.
                 }
                 last = m.sequence;
-                if out.send(Message::Text(Utf8Bytes::from(m.text.as_ref()))).await.is_err() {
+                if out.send(Message::Text(m.text.clone())).await.is_err() {
                     return;
                 }
             }
@@ -336,7 +376,7 @@ async fn forward_market(
                     let Some((Some(s), fresh)) = gateway.market.subscribe(&symbol, true) else { return };
                     rx = fresh;
                     last = s.sequence;
-                    if out.send(Message::Text(Utf8Bytes::from(s.text.as_ref()))).await.is_err() {
+                    if out.send(Message::Text(s.text.clone())).await.is_err() {
                         return;
                     }
                 } else {

@@ -14,6 +14,8 @@ mod state;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::extract::ws::Utf8Bytes;
+
 use parking_lot::Mutex;
 use tachyon_proto::api::{Book, Candle, PublicTrade, Ticker};
 use tachyon_proto::wire::ShardOutput;
@@ -39,7 +41,8 @@ pub struct MdMessage {
     pub channel: Channel,
     /// The book sequence it belongs to.
     pub sequence: u64,
-    pub text: Arc<str>,
+    /// The frame's text, shared by every subscriber (a clone is a reference count).
+    pub text: Utf8Bytes,
 }
 
 struct SymbolMarket {
