@@ -118,11 +118,14 @@ pub struct PipelineSettings {
     pub batch_max: usize,
     /// How long a pipeline spins on an empty queue before it parks (microseconds).
     pub spin_us: u64,
+    /// Threads that fdatasync the partitions' journals (partition p on thread p mod n):
+    /// fewer share a thread's rounds, more sync in parallel. 0: one per partition.
+    pub sync_threads: usize,
 }
 
 impl Default for PipelineSettings {
     fn default() -> Self {
-        Self { ring_capacity: 16_384, batch_max: 1024, spin_us: 20 }
+        Self { ring_capacity: 16_384, batch_max: 1024, spin_us: 20, sync_threads: 0 }
     }
 }
 

@@ -58,6 +58,11 @@ pub struct EmbeddedConfig {
     /// path keeps `tachyon.orders` itself): the bus opens none of their partitions, and
     /// asking it for one is [`BusError::NoSuchPartition`].
     pub owned_elsewhere: Vec<Topic>,
+    /// How long an output partition's writer waits for more records after the first of a
+    /// write (Kafka's `linger.ms`): one write per many batches where no reader needs each
+    /// record at once (in one process the gateway is fed without the log). Zero: write
+    /// as soon as anything is queued.
+    pub output_linger: Duration,
 }
 
 impl EmbeddedConfig {
@@ -71,6 +76,7 @@ impl EmbeddedConfig {
             queue_capacity: 16_384,
             tail_records: 131_072,
             owned_elsewhere: Vec::new(),
+            output_linger: Duration::ZERO,
         }
     }
 
@@ -172,6 +178,10 @@ impl EmbeddedBus {
                     log: Arc::clone(&log),
                     policy: journal_config.fsync,
                     tail_records: config.tail_records.max(1),
+                    linger: match topic {
+                        Topic::Executions | Topic::MarketData => config.output_linger,
+                        _ => Duration::ZERO,
+                    },
                 };
                 let handle = std::thread::Builder::new()
                     .name(format!("bus-{}-{partition}", topic_short(topic)))
@@ -344,6 +354,7 @@ struct Writer {
     log: Arc<PartitionLog>,
     policy: FsyncPolicy,
     tail_records: usize,
+    linger: Duration,
 }
 
 /// Requests drained from the queue for one write.
@@ -405,6 +416,18 @@ impl Writer {
                 match self.rx.try_recv() {
                     Ok(request) => closing = intake.take(request, &mut flushes),
                     Err(_) => break,
+                }
+            }
+            if !self.linger.is_zero() && !closing && flushes.is_empty() && !intake.batch.is_empty() {
+                // One plain sleep, then whatever came meanwhile: a channel wait with a
+                // timeout would spin and yield on every record. Someone waiting for a
+                // flush or a close does not wait for the linger.
+                std::thread::sleep(self.linger);
+                while !closing && intake.batch.len() < MAX_WRITE_BATCH {
+                    match self.rx.try_recv() {
+                        Ok(request) => closing = intake.take(request, &mut flushes),
+                        Err(_) => break,
+                    }
                 }
             }
             let Intake { batch, acks } = intake;

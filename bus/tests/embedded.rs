@@ -215,3 +215,24 @@ fn close_wakes_waiting_readers_after_they_read_everything() {
     assert_eq!(waiter.join().expect("reader stopped"), 2);
     assert!(bus.produce(Topic::MarketData, 0, &mut vec![payload(2)], None).is_err(), "closed means closed");
 }
+
+#[test]
+fn lingering_outputs_are_written_in_order_and_flushed_on_demand() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = EmbeddedConfig::new(dir.path(), 1);
+    config.output_linger = Duration::from_millis(50);
+    config.owned_elsewhere = vec![Topic::Orders];
+    let bus = EmbeddedBus::open(&config).expect("opens");
+    for i in 0..100 {
+        bus.produce(Topic::Executions, 0, &mut vec![payload(i)], None).expect("queued");
+    }
+    bus.flush(Topic::Executions, 0, WAIT).expect("flushed");
+    let got: Vec<Vec<u8>> = read_all(&bus, Topic::Executions, 0, 0).into_iter().map(|r| r.payload.to_vec()).collect();
+    assert_eq!(got, (0..100).map(payload).collect::<Vec<_>>(), "every record, in order");
+    // Only the output topics linger, and a topic owned elsewhere is not opened at all.
+    assert_eq!(produce_acked(&bus, Topic::DeadLetter, 0, vec![payload(0)]), 0..1);
+    assert_eq!(
+        bus.produce(Topic::Orders, 0, &mut vec![payload(0)], None),
+        Err(BusError::NoSuchPartition { topic: Topic::Orders, partition: 0 })
+    );
+}

@@ -266,12 +266,14 @@ fn real_main() -> Result<i32> {
             }
             let (config, judge) = run_config(&args.load, &Schedule::constant(args.start, args.step_duration)?)?;
             let keys = load_keys(&args.load, args.max)?;
+            let admin = admin_key(&args.load);
             let report = sweep::sweep(
                 &config,
                 &steps,
                 &judge,
                 &keys,
                 args.load.server_pid,
+                admin.as_deref(),
                 args.partitions,
                 args.gateways,
                 &args.out,

@@ -221,6 +221,7 @@ mod tests {
             invalid_reasons: vec![],
             client_cpu: None,
             server_cpu: None,
+            server_hops: None,
         }
     }
 

@@ -55,6 +55,10 @@ pub struct StepResult {
     pub invalid_reasons: Vec<String>,
     pub client_cpu: Option<CpuUsage>,
     pub server_cpu: Option<CpuUsage>,
+    /// The server's hop histograms over this step (`GET /v1/admin/latency`, reset at the
+    /// step's start), when the tool could mint the admin key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_hops: Option<serde_json::Value>,
 }
 
 impl From<&Summary> for StepResult {
@@ -77,6 +81,7 @@ impl From<&Summary> for StepResult {
             invalid_reasons: s.invalid_reasons.clone(),
             client_cpu: s.client_cpu,
             server_cpu: s.server_cpu,
+            server_hops: s.server_hops.clone(),
         }
     }
 }
@@ -111,6 +116,7 @@ pub fn sweep(
     judge: &Judgement,
     keys: &[String],
     server_pid: Option<u32>,
+    admin_key: Option<&str>,
     partitions: u32,
     gateways: u32,
     out: &Path,
@@ -132,8 +138,12 @@ pub fn sweep(
     for rate in steps.rates() {
         eprintln!("== sweep step: {rate:.0} orders/s for {:.0} s", steps.secs);
         let config = RunConfig { schedule: Schedule::constant(rate / per_request, steps.secs)?, ..base.clone() };
+        if let Some(admin) = admin_key {
+            crate::http::server_hops(&config.target, admin, true);
+        }
         let output = run::run(&config, keys, server_pid)?;
-        let summary = Summary::new(&config, &output, judge);
+        let mut summary = Summary::new(&config, &output, judge);
+        summary.server_hops = admin_key.and_then(|admin| crate::http::server_hops(&config.target, admin, false));
         eprint!("{}", summary.table());
         report::write_run(&out.join(format!("step-{rate:.0}")), &summary, &output)?;
         let step = StepResult::from(&summary);
@@ -222,6 +232,7 @@ pub fn table(report: &SweepReport) -> String {
             cpu
         );
     }
+    hops_table(&mut s, report);
     let _ = writeln!(
         s,
         "knee at p99 ≤ {} ms: {}  ({})",
@@ -230,6 +241,31 @@ pub fn table(report: &SweepReport) -> String {
         report.stopped
     );
     s
+}
+
+/// Per step, each server hop's p50 / p99 in µs (where the server reported them).
+fn hops_table(s: &mut String, report: &SweepReport) {
+    use std::fmt::Write as _;
+    let hops = |st: &StepResult| st.server_hops.as_ref().and_then(|h| h["hops"].as_object().cloned());
+    let Some(names) = report.steps.iter().find_map(hops).map(|h| h.keys().cloned().collect::<Vec<_>>()) else {
+        return;
+    };
+    let _ = write!(s, "server hops, µs p50 / p99:\n{:>12}", "offered/s");
+    for name in &names {
+        let _ = write!(s, " {name:>19}");
+    }
+    let _ = writeln!(s);
+    for st in &report.steps {
+        let _ = write!(s, "{:>12.0}", st.target_orders_per_sec);
+        let step = hops(st);
+        for name in &names {
+            let cell = step.as_ref().and_then(|h| h.get(name)).map_or("-".to_owned(), |h| {
+                format!("{:.1} / {:.1}", h["p50"].as_f64().unwrap_or(0.0), h["p99"].as_f64().unwrap_or(0.0))
+            });
+            let _ = write!(s, " {cell:>19}");
+        }
+        let _ = writeln!(s);
+    }
 }
 
 #[cfg(test)]

@@ -81,7 +81,7 @@ fn run(dir: &Path, cmds: &[CommandEnvelope], fsync: FsyncPolicy, snapshot_every:
     let bus = bus(dir);
     let journal_dir = dir.join("orders");
     let recorder = Arc::new(Recorder { seen: Mutex::default(), journal_dir: journal_dir.clone() });
-    let syncer = Syncer::start(1, Duration::ZERO).expect("syncer");
+    let syncer = Syncer::start(1, 1, Duration::ZERO).expect("syncer");
     let pipeline: Pipeline<CommandEnvelope, u64> = Pipeline::new(64);
     // Submissions queued before the thread starts wait for it (the gateway serves first).
     pipeline.submit(cmds[0], cmds[0].request_id).expect("room");

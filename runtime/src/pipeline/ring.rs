@@ -83,11 +83,19 @@ impl<T> Ring<T> {
     pub fn wait(&self, spin: Duration, timeout: Duration, ready: impl Fn() -> bool) {
         let _ = self.consumer.set(std::thread::current());
         let started = Instant::now();
-        while started.elapsed() < spin {
-            if !self.queue.is_empty() || ready() {
-                return;
+        if !spin.is_zero() {
+            // The clock is read once per 64 turns, not on every one.
+            'spin: loop {
+                for _ in 0..64 {
+                    if !self.queue.is_empty() || ready() {
+                        return;
+                    }
+                    std::hint::spin_loop();
+                }
+                if started.elapsed() >= spin {
+                    break 'spin;
+                }
             }
-            std::hint::spin_loop();
         }
         self.sleeping.store(true, Ordering::SeqCst);
         if self.queue.is_empty() && !ready() {
