@@ -35,7 +35,9 @@ impl Default for StoreLimits {
 
 #[derive(Default)]
 struct Inner {
-    orders: HashMap<OrderId, OrderRecord>,
+    /// Boxed: the table holds a pointer per order, so growing it moves 16 bytes per
+    /// order, not the whole record, while the applying thread holds the write lock.
+    orders: HashMap<OrderId, Box<OrderRecord>>,
     open: HashMap<AccountId, BTreeSet<OrderId>>,
     /// Every order held, per account (open and done).
     all: HashMap<AccountId, BTreeSet<OrderId>>,
@@ -127,7 +129,7 @@ impl OrderStore {
 
     /// Records an order the gateway sent but the engine has not answered yet.
     pub fn get(&self, id: OrderId) -> Option<OrderRecord> {
-        self.inner.read().orders.get(&id).cloned()
+        self.inner.read().orders.get(&id).map(|r| OrderRecord::clone(r))
     }
 
     /// Renders an order (if known).
@@ -245,7 +247,7 @@ impl Inner {
                     } else {
                         self.closed.push_back(id);
                     }
-                    self.orders.insert(id, *record);
+                    self.orders.insert(id, record);
                 }
                 effect => {
                     let Some(record) = self.orders.get_mut(&id) else { continue };
