@@ -137,7 +137,7 @@ impl<M: Machine> Shard<M> {
                 }
             }
         }
-        self.stage.snapshot_if_due(self.bus.as_ref(), position);
+        self.stage.snapshot_if_due(&self.bus, position);
         Ok(Control::Continue)
     }
 

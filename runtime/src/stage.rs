@@ -12,9 +12,18 @@
 //! sequence found on their topic are dropped, the rest are published. A crash anywhere
 //! therefore neither loses nor duplicates an output. A snapshot is only written after
 //! the outputs up to its `out_seq` are durable, so the outputs never fall behind one.
+//!
+//! # Snapshots off the hot thread
+//! A periodic snapshot serializes the machine on the shard's thread (it must see one
+//! consistent state) and hands the bytes to a short-lived thread that flushes the outputs
+//! and writes the snapshot (file + fsync, or the snapshots topic): the shard goes on
+//! applying meanwhile. The flush covers at least the outputs up to the snapshot (and
+//! whatever came after), so the rule above holds. One save at a time; the final one, at
+//! stop, waits for a pending one and then runs on the shard's thread.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use tachyon_bus::{last_record, Backbone, BusError};
@@ -102,6 +111,8 @@ pub(crate) struct Stage<M: Machine> {
     snapshots: SnapshotPolicy,
     since_snapshot: u64,
     last_snapshot: Instant,
+    /// A periodic snapshot being written in the background.
+    saving: Option<JoinHandle<()>>,
 }
 
 impl<M: Machine> Stage<M> {
@@ -147,6 +158,7 @@ impl<M: Machine> Stage<M> {
             snapshots,
             since_snapshot: 0,
             last_snapshot: Instant::now(),
+            saving: None,
         };
         Ok((stage, next_input))
     }
@@ -226,42 +238,111 @@ impl<M: Machine> Stage<M> {
     }
 
     /// Flushes the outputs (a snapshot must never be ahead of them) and saves a snapshot
-    /// of the state before input `next_input`.
+    /// of the state before input `next_input`, on this thread (after a pending background
+    /// save finished).
     pub(crate) fn snapshot(&mut self, outputs: &dyn Backbone, next_input: u64) -> Result<(), ShardError> {
-        let partition = self.partition;
-        for &topic in M::OUTPUT_TOPICS {
-            outputs.flush(topic, partition, Duration::from_secs(30))?;
-        }
+        self.wait_for_save();
         let started = Instant::now();
+        let snapshot = self.take_snapshot(next_input)?;
+        let place = save(outputs, &self.snapshots.store, M::OUTPUT_TOPICS, self.partition, &snapshot)?;
+        self.log_saved(&snapshot, started, &place);
+        self.status.snapshots.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A periodic snapshot: serialized here, written in the background (see the module
+    /// docs). One that cannot be written (the broker away for longer than the flush
+    /// waits, a full disk) only shortens a future replay, so it is logged and tried again
+    /// at the next due time, and the shard keeps going.
+    pub(crate) fn snapshot_if_due(&mut self, outputs: &Arc<dyn Backbone>, next_input: u64) {
+        if !self.snapshot_due() || self.saving.as_ref().is_some_and(|s| !s.is_finished()) {
+            return;
+        }
+        self.wait_for_save();
+        let started = Instant::now();
+        let snapshot = match self.take_snapshot(next_input) {
+            Ok(snapshot) => snapshot,
+            Err(error) => {
+                tracing::warn!(partition = self.partition, %error, "snapshot postponed");
+                self.last_snapshot = Instant::now();
+                return;
+            }
+        };
+        let serialized_us = started.elapsed().as_micros() as u64;
+        let (outputs, store, status) = (Arc::clone(outputs), self.snapshots.store.clone(), Arc::clone(&self.status));
+        let (partition, topics) = (self.partition, M::OUTPUT_TOPICS);
+        let spawned = std::thread::Builder::new().name(format!("snapshot-{partition}")).spawn(move || {
+            match save(outputs.as_ref(), &store, topics, partition, &snapshot) {
+                Ok(place) => {
+                    status.snapshots.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        partition,
+                        next_input = snapshot.next_input,
+                        out_seq = snapshot.out_seq,
+                        serialized_us,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        place = %place,
+                        "snapshot written"
+                    );
+                }
+                Err(error) => tracing::warn!(partition, %error, "snapshot postponed"),
+            }
+        });
+        match spawned {
+            Ok(handle) => self.saving = Some(handle),
+            Err(error) => tracing::warn!(partition, %error, "snapshot postponed: no thread to write it"),
+        }
+    }
+
+    /// Serializes the machine and restarts the snapshot clock.
+    fn take_snapshot(&mut self, next_input: u64) -> Result<ShardSnapshot, ShardError> {
+        let partition = self.partition;
         let state = self.machine.snapshot().map_err(|reason| ShardError::Inconsistent { partition, reason })?;
-        let snapshot = ShardSnapshot { next_input, out_seq: self.out_seq, state };
-        let place = self.snapshots.store.save(&snapshot)?;
+        self.since_snapshot = 0;
+        self.last_snapshot = Instant::now();
+        Ok(ShardSnapshot { next_input, out_seq: self.out_seq, state })
+    }
+
+    fn wait_for_save(&mut self) {
+        if let Some(saving) = self.saving.take() {
+            if saving.join().is_err() {
+                tracing::warn!(partition = self.partition, "the snapshot writer panicked; snapshot postponed");
+            }
+        }
+    }
+
+    fn log_saved(&self, snapshot: &ShardSnapshot, started: Instant, place: &str) {
         tracing::info!(
-            partition,
-            next_input,
-            out_seq = self.out_seq,
+            partition = self.partition,
+            next_input = snapshot.next_input,
+            out_seq = snapshot.out_seq,
             size = self.machine.size(),
             took_ms = started.elapsed().as_millis() as u64,
             place = %place,
             "snapshot written"
         );
-        self.status.snapshots.fetch_add(1, Ordering::Relaxed);
-        self.since_snapshot = 0;
-        self.last_snapshot = Instant::now();
-        Ok(())
     }
+}
 
-    /// A periodic snapshot: one that cannot be written now (the broker away for longer
-    /// than the flush waits, a full disk) only shortens a future replay, so it is tried
-    /// again later and the shard keeps going.
-    pub(crate) fn snapshot_if_due(&mut self, outputs: &dyn Backbone, next_input: u64) {
-        if self.snapshot_due() {
-            if let Err(error) = self.snapshot(outputs, next_input) {
-                tracing::warn!(partition = self.partition, %error, "snapshot postponed");
-                self.last_snapshot = Instant::now();
-            }
-        }
+impl<M: Machine> Drop for Stage<M> {
+    /// A stopping shard lets its pending snapshot finish.
+    fn drop(&mut self) {
+        self.wait_for_save();
     }
+}
+
+/// Flushes `topics` (the snapshot must never be ahead of the outputs) and saves.
+fn save(
+    outputs: &dyn Backbone,
+    store: &SnapshotStore,
+    topics: &[Topic],
+    partition: u32,
+    snapshot: &ShardSnapshot,
+) -> Result<String, ShardError> {
+    for &topic in topics {
+        outputs.flush(topic, partition, Duration::from_secs(30))?;
+    }
+    Ok(store.save(snapshot)?)
 }
 
 /// The last output sequence found on each output topic's partition.

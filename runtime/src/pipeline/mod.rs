@@ -220,7 +220,7 @@ impl<I: Send + 'static, T: Send + 'static> Pipeline<I, T> {
     {
         let handle = self.clone();
         std::thread::Builder::new().name(format!("pipeline-{}", config.partition)).spawn(move || {
-            let result = run(machine, &config, outputs.as_ref(), &syncer, listener.as_ref(), &handle);
+            let result = run(machine, &config, &outputs, &syncer, listener.as_ref(), &handle);
             if let Err(error) = &result {
                 tracing::error!(partition = config.partition, %error, "pipeline failed");
                 handle.healthy.store(false, Ordering::Release);
@@ -250,7 +250,7 @@ struct Run<'a, M: Machine, T, L> {
     policy: FsyncPolicy,
     slot: Arc<SyncSlot>,
     syncer: &'a Syncer,
-    outputs: &'a dyn Backbone,
+    outputs: &'a Arc<dyn Backbone>,
     listener: &'a L,
     pipeline: &'a Pipeline<M::Input, T>,
     config: &'a PipelineConfig,
@@ -264,7 +264,7 @@ struct Run<'a, M: Machine, T, L> {
 fn run<M, T, L>(
     machine: M,
     config: &PipelineConfig,
-    outputs: &dyn Backbone,
+    outputs: &Arc<dyn Backbone>,
     syncer: &Arc<Syncer>,
     listener: &L,
     pipeline: &Pipeline<M::Input, T>,
@@ -282,7 +282,7 @@ where
     let (stage, next_input) = Stage::recover(
         machine,
         partition,
-        outputs,
+        outputs.as_ref(),
         config.snapshots.clone(),
         Arc::clone(&pipeline.status),
         Arc::clone(&config.latency),
@@ -309,7 +309,7 @@ where
     run.live()?;
     let position = run.journal.next_offset();
     if run.stage.has_unsnapshotted() {
-        run.stage.snapshot(outputs, position)?;
+        run.stage.snapshot(outputs.as_ref(), position)?;
     }
     tracing::info!(partition, position, out_seq = run.stage.out_seq, "pipeline stopped");
     Ok(())
@@ -391,7 +391,7 @@ where
         }
         let record = Record { offset, payload: payload.into() };
         let letter = dead_letter_json(Topic::Orders, partition, &record, error, None);
-        Ok(produce_blocking(self.outputs, Topic::DeadLetter, partition, &mut vec![letter])?)
+        Ok(produce_blocking(self.outputs.as_ref(), Topic::DeadLetter, partition, &mut vec![letter])?)
     }
 
     fn stopping(&self) -> bool {
@@ -509,7 +509,7 @@ where
         self.stage.encode_new(&batch.outputs, &mut self.encoded)?;
         for (topic, records) in &mut self.encoded.topics {
             if !records.is_empty() {
-                produce_blocking(self.outputs, *topic, self.config.partition, records)?;
+                produce_blocking(self.outputs.as_ref(), *topic, self.config.partition, records)?;
             }
         }
         self.stage.published_up_to_now();
