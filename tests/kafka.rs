@@ -187,6 +187,41 @@ async fn an_order_trades_across_gateway_engine_and_marketdata_processes() {
     assert!(metrics.contains("tachyon_engine_commands_total{partition=\"0\"}"), "{metrics}");
 }
 
+/// Read-your-writes on one gateway over Kafka: once it answered a command, its own REST
+/// book and trades show it, with no wait (the answer waits for the command's market
+/// data instead).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_gateways_own_book_and_trades_reflect_what_it_answered() {
+    let cluster = Cluster::new("ryw", "");
+    let _engine = cluster.start(&["engine"], free_port(), "engine.log").await;
+    let gateway = cluster.start(&["gateway"], free_port(), "gateway.log").await;
+    let (alice, bob) = (cluster.client(&gateway, "alice"), cluster.client(&gateway, "bob"));
+    let level = |book: &Value, side: &str, price: &str| {
+        book[side].as_array().is_some_and(|levels| levels.iter().any(|l| l[0] == price))
+    };
+    for round in 0..20 {
+        let price = format!("{}.00", 31_000 + round);
+        let placed = alice.limit("BTC-USD", "sell", &price, "0.1").await;
+        assert_eq!(placed["status"], "new", "{placed}");
+        let book = alice.get("/v1/book/BTC-USD?depth=100").await.body;
+        assert!(level(&book, "asks", &price), "round {round}: the placed ask is in the book: {book}");
+        let id = placed["order_id"].as_str().expect("id");
+        let cancelled = alice.delete(&format!("/v1/orders/{id}")).await;
+        assert_eq!(cancelled.body["status"], "cancelled", "{}", cancelled.body);
+        let book = alice.get("/v1/book/BTC-USD?depth=100").await.body;
+        assert!(!level(&book, "asks", &price), "round {round}: the cancelled ask is gone: {book}");
+    }
+    // A trade answered to the taker is in the gateway's trades at once.
+    alice.limit("BTC-USD", "sell", "30500.00", "0.2").await;
+    let taker = bob.limit("BTC-USD", "buy", "30500.00", "0.2").await;
+    assert_eq!(taker["status"], "filled", "{taker}");
+    let trades = bob.get("/v1/trades/BTC-USD").await.body;
+    assert!(
+        trades.as_array().is_some_and(|t| t.iter().any(|t| t["price"] == "30500.00")),
+        "the answered trade is listed: {trades}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_engines_own_one_partition_each() {
     let cluster = Cluster::new("two", "");
