@@ -94,6 +94,7 @@ impl Probe for ExchangeProbe {
             let labels = [("partition", partition.as_str())];
             out.gauge("tachyon_pipeline_queued_commands", &labels, pipeline.queued());
             out.gauge("tachyon_pipeline_capacity_commands", &labels, pipeline.ring_capacity());
+            out.counter("tachyon_pipeline_refused_full_total", &labels, pipeline.refused_full());
         }
         // Only this process's partitions, and only while the backbone is up: on Kafka each
         // end offset is a broker round trip, which waits out a timeout without a broker.

@@ -192,6 +192,7 @@ fn a_full_ring_refuses_at_once_and_a_stopped_one_is_unavailable() {
     let (back, refusal) = pipeline.submit(4, 4).expect_err("full");
     assert_eq!((back.input, refusal), (4, Refusal::Full));
     assert_eq!(pipeline.queued(), 4);
+    assert_eq!(pipeline.refused_full(), 1, "counted for /metrics");
     pipeline.stop();
     let (_, refusal) = pipeline.submit(5, 5).expect_err("stopped");
     assert_eq!(refusal, Refusal::Unavailable);

@@ -33,7 +33,7 @@ pub use sync::{SyncSlot, Syncer};
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -131,6 +131,8 @@ pub struct Pipeline<I, T> {
     ring: Arc<Ring<Submission<I, T>>>,
     stop: Arc<AtomicBool>,
     healthy: Arc<AtomicBool>,
+    /// Submissions refused because the ring was full (backpressure seen by clients).
+    refused_full: Arc<AtomicU64>,
     pub status: Arc<ShardStatus>,
 }
 
@@ -140,6 +142,7 @@ impl<I, T> Clone for Pipeline<I, T> {
             ring: Arc::clone(&self.ring),
             stop: Arc::clone(&self.stop),
             healthy: Arc::clone(&self.healthy),
+            refused_full: Arc::clone(&self.refused_full),
             status: Arc::clone(&self.status),
         }
     }
@@ -165,7 +168,15 @@ impl<I, T> Pipeline<I, T> {
         if !self.healthy.load(Ordering::Acquire) || self.stop.load(Ordering::Acquire) {
             return Err((submission, Refusal::Unavailable));
         }
-        self.ring.push(submission).map_err(|s| (s, Refusal::Full))
+        self.ring.push(submission).map_err(|s| {
+            self.refused_full.fetch_add(1, Ordering::Relaxed);
+            (s, Refusal::Full)
+        })
+    }
+
+    /// Submissions refused so far because the ring was full.
+    pub fn refused_full(&self) -> u64 {
+        self.refused_full.load(Ordering::Relaxed)
     }
 
     /// `false` once the pipeline failed.
@@ -196,6 +207,7 @@ impl<I: Send + 'static, T: Send + 'static> Pipeline<I, T> {
             ring: Arc::new(Ring::new(ring_capacity)),
             stop: Arc::new(AtomicBool::new(false)),
             healthy: Arc::new(AtomicBool::new(true)),
+            refused_full: Arc::default(),
             status: Arc::default(),
         }
     }
