@@ -18,6 +18,7 @@ mod kafka;
 mod local_server;
 #[path = "support/reference.rs"]
 mod reference;
+use reference::read_outputs;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -30,7 +31,7 @@ use serde_json::{json, Value};
 use tachyon_bus::{Backbone, KafkaBus, KafkaConfig};
 use tachyon_gateway::KeyRing;
 use tachyon_proto::symbol::{default_symbols, partition_for};
-use tachyon_proto::wire::{decode_output, encode, CommandEnvelope, ShardOutput};
+use tachyon_proto::wire::{encode, CommandEnvelope};
 use tachyon_proto::{Event, SymbolId, Topic};
 
 const PARTITIONS: u32 = 2;
@@ -105,17 +106,6 @@ impl Cluster {
 
 fn public(p: &Process) -> Client {
     Client { base: p.base.clone(), key: None, http: reqwest::Client::new() }
-}
-
-/// Every output record of one partition, in order.
-fn read_outputs(bus: &KafkaBus, topic: Topic, partition: u32) -> Vec<ShardOutput> {
-    let end = bus.end_offset(topic, partition).expect("end offset");
-    let mut reader = bus.reader(topic, partition, 0).expect("reader");
-    let mut records = Vec::new();
-    while reader.position() < end {
-        assert!(reader.poll(&mut records, 1000, Duration::from_secs(10)).expect("poll") > 0, "readable to the end");
-    }
-    records.iter().map(|r| decode_output(&r.payload).expect("an output record")).collect()
 }
 
 fn produce(bus: &KafkaBus, partition: u32, commands: &[CommandEnvelope]) {
@@ -324,10 +314,10 @@ async fn sigkill_of_the_engine_mid_stream_leaves_outputs_equal_to_the_reference(
             Duration::from_secs(120),
         )
         .await;
-        let got = read_outputs(&bus, Topic::Executions, *p);
+        let got = read_outputs(bus.as_ref(), Topic::Executions, *p);
         assert_eq!(got.len(), executions.len(), "partition {p}: no gap, no duplicate in executions");
         assert!(got == executions, "partition {p}: executions equal the reference run");
-        let got = read_outputs(&bus, Topic::MarketData, *p);
+        let got = read_outputs(bus.as_ref(), Topic::MarketData, *p);
         assert_eq!(got.len(), market_data.len(), "partition {p}: no gap, no duplicate in market data");
         assert!(got == market_data, "partition {p}: market data equals the reference run");
     }

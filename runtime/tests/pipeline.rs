@@ -14,7 +14,7 @@ mod reference;
 use parking_lot::Mutex;
 use reference::{commands, engine_config, expected};
 use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig, FsyncPolicy, Journal, JournalConfig};
-use tachyon_proto::wire::{decode_output, CommandEnvelope, ShardOutput};
+use tachyon_proto::wire::{CommandEnvelope, ShardOutput};
 use tachyon_proto::Topic;
 use tachyon_runtime::pipeline::{Listener, Pipeline, PipelineConfig, Refusal, Released, Syncer};
 use tachyon_runtime::{Matching, SnapshotPolicy, SnapshotStore};
@@ -66,13 +66,7 @@ fn bus(dir: &Path) -> Arc<EmbeddedBus> {
 }
 
 fn outputs(bus: &EmbeddedBus, topic: Topic) -> Vec<ShardOutput> {
-    let end = bus.end_offset(topic, 0).expect("exists");
-    let mut reader = bus.reader(topic, 0, 0).expect("reader");
-    let mut records = Vec::new();
-    while reader.position() < end {
-        reader.poll(&mut records, 1000, Duration::from_secs(5)).expect("polls");
-    }
-    records.iter().map(|r| decode_output(&r.payload).expect("valid output")).collect()
+    reference::read_outputs(bus, topic, 0)
 }
 
 /// Runs a pipeline on `dir` over `cmds`, submitted in bursts so batches form, and stops it

@@ -11,7 +11,7 @@ mod reference;
 
 use reference::{commands, engine_config, expected};
 use tachyon_bus::{Backbone, EmbeddedBus, EmbeddedConfig};
-use tachyon_proto::wire::{decode_output, encode, CommandEnvelope, ShardOutput};
+use tachyon_proto::wire::{encode, CommandEnvelope, ShardOutput};
 use tachyon_proto::*;
 use tachyon_runtime::{run_shard, Matching, ShardConfig, ShardStatus, SnapshotPolicy, SnapshotStore};
 
@@ -22,13 +22,7 @@ fn produce(bus: &EmbeddedBus, cmds: &[CommandEnvelope]) {
 }
 
 fn outputs(bus: &EmbeddedBus, topic: Topic) -> Vec<ShardOutput> {
-    let end = bus.end_offset(topic, 0).expect("exists");
-    let mut reader = bus.reader(topic, 0, 0).expect("reader");
-    let mut records = Vec::new();
-    while reader.position() < end {
-        reader.poll(&mut records, 1000, Duration::from_secs(5)).expect("polls");
-    }
-    records.iter().map(|r| decode_output(&r.payload).expect("valid output")).collect()
+    reference::read_outputs(bus, topic, 0)
 }
 
 struct Running {

@@ -4,9 +4,12 @@
 
 #![allow(dead_code, reason = "each test file uses a different part")]
 
+use std::time::Duration;
+
+use tachyon_bus::Backbone;
 use tachyon_engine::{Engine, EngineConfig, Event};
 use tachyon_proto::symbol::default_symbols;
-use tachyon_proto::wire::{CommandEnvelope, ShardOutput};
+use tachyon_proto::wire::{decode_output, CommandEnvelope, ShardOutput};
 use tachyon_proto::*;
 
 pub fn engine_config() -> EngineConfig {
@@ -87,4 +90,16 @@ pub fn expected_on(partition: u32, cmds: &[CommandEnvelope]) -> (Vec<ShardOutput
 /// [`expected_on`] partition 0.
 pub fn expected(cmds: &[CommandEnvelope]) -> (Vec<ShardOutput>, Vec<ShardOutput>) {
     expected_on(0, cmds)
+}
+
+/// Every output record a shard published on one partition of `topic`, in order (what the
+/// tests compare with [`expected_on`]).
+pub fn read_outputs(bus: &dyn Backbone, topic: Topic, partition: u32) -> Vec<ShardOutput> {
+    let end = bus.end_offset(topic, partition).expect("end offset");
+    let mut reader = bus.reader(topic, partition, 0).expect("reader");
+    let mut records = Vec::new();
+    while reader.position() < end {
+        assert!(reader.poll(&mut records, 1000, Duration::from_secs(10)).expect("poll") > 0, "readable to the end");
+    }
+    records.iter().map(|r| decode_output(&r.payload).expect("an output record")).collect()
 }
