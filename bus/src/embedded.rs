@@ -80,10 +80,27 @@ impl EmbeddedConfig {
         }
     }
 
-    fn journal(&self, topic: Topic) -> JournalConfig {
+    /// The engine's outputs, which a replay of the input can rebuild.
+    fn is_output(topic: Topic) -> bool {
         match topic {
-            Topic::Orders | Topic::DeadLetter | Topic::Snapshots | Topic::Leases => self.input,
-            Topic::Executions | Topic::MarketData => self.output,
+            Topic::Executions | Topic::MarketData => true,
+            Topic::Orders | Topic::DeadLetter | Topic::Snapshots | Topic::Leases => false,
+        }
+    }
+
+    fn journal(&self, topic: Topic) -> JournalConfig {
+        if Self::is_output(topic) {
+            self.output
+        } else {
+            self.input
+        }
+    }
+
+    fn linger(&self, topic: Topic) -> Duration {
+        if Self::is_output(topic) {
+            self.output_linger
+        } else {
+            Duration::ZERO
         }
     }
 }
@@ -178,10 +195,7 @@ impl EmbeddedBus {
                     log: Arc::clone(&log),
                     policy: journal_config.fsync,
                     tail_records: config.tail_records.max(1),
-                    linger: match topic {
-                        Topic::Executions | Topic::MarketData => config.output_linger,
-                        _ => Duration::ZERO,
-                    },
+                    linger: config.linger(topic),
                 };
                 let handle = std::thread::Builder::new()
                     .name(format!("bus-{}-{partition}", topic_short(topic)))
