@@ -242,12 +242,8 @@ impl<M: Machine> Stage<M> {
     /// save finished).
     pub(crate) fn snapshot(&mut self, outputs: &dyn Backbone, next_input: u64) -> Result<(), ShardError> {
         self.wait_for_save();
-        let started = Instant::now();
-        let snapshot = self.take_snapshot(next_input)?;
-        let place = save(outputs, &self.snapshots.store, M::OUTPUT_TOPICS, self.partition, &snapshot)?;
-        self.log_saved(&snapshot, started, &place);
-        self.status.snapshots.fetch_add(1, Ordering::Relaxed);
-        Ok(())
+        let taken = self.take_snapshot(next_input)?;
+        taken.save(outputs, &self.snapshots.store, M::OUTPUT_TOPICS, &self.status)
     }
 
     /// A periodic snapshot: serialized here, written in the background (see the module
@@ -259,33 +255,19 @@ impl<M: Machine> Stage<M> {
             return;
         }
         self.wait_for_save();
-        let started = Instant::now();
-        let snapshot = match self.take_snapshot(next_input) {
-            Ok(snapshot) => snapshot,
+        let taken = match self.take_snapshot(next_input) {
+            Ok(taken) => taken,
             Err(error) => {
                 tracing::warn!(partition = self.partition, %error, "snapshot postponed");
                 self.last_snapshot = Instant::now();
                 return;
             }
         };
-        let serialized_us = started.elapsed().as_micros() as u64;
         let (outputs, store, status) = (Arc::clone(outputs), self.snapshots.store.clone(), Arc::clone(&self.status));
         let (partition, topics) = (self.partition, M::OUTPUT_TOPICS);
         let spawned = std::thread::Builder::new().name(format!("snapshot-{partition}")).spawn(move || {
-            match save(outputs.as_ref(), &store, topics, partition, &snapshot) {
-                Ok(place) => {
-                    status.snapshots.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(
-                        partition,
-                        next_input = snapshot.next_input,
-                        out_seq = snapshot.out_seq,
-                        serialized_us,
-                        took_ms = started.elapsed().as_millis() as u64,
-                        place = %place,
-                        "snapshot written"
-                    );
-                }
-                Err(error) => tracing::warn!(partition, %error, "snapshot postponed"),
+            if let Err(error) = taken.save(outputs.as_ref(), &store, topics, &status) {
+                tracing::warn!(partition, %error, "snapshot postponed");
             }
         });
         match spawned {
@@ -295,12 +277,18 @@ impl<M: Machine> Stage<M> {
     }
 
     /// Serializes the machine and restarts the snapshot clock.
-    fn take_snapshot(&mut self, next_input: u64) -> Result<ShardSnapshot, ShardError> {
-        let partition = self.partition;
+    fn take_snapshot(&mut self, next_input: u64) -> Result<Taken, ShardError> {
+        let (partition, started) = (self.partition, Instant::now());
         let state = self.machine.snapshot().map_err(|reason| ShardError::Inconsistent { partition, reason })?;
         self.since_snapshot = 0;
         self.last_snapshot = Instant::now();
-        Ok(ShardSnapshot { next_input, out_seq: self.out_seq, state })
+        Ok(Taken {
+            partition,
+            size: self.machine.size(),
+            started,
+            serialized: started.elapsed(),
+            snapshot: ShardSnapshot { next_input, out_seq: self.out_seq, state },
+        })
     }
 
     fn wait_for_save(&mut self) {
@@ -309,18 +297,6 @@ impl<M: Machine> Stage<M> {
                 tracing::warn!(partition = self.partition, "the snapshot writer panicked; snapshot postponed");
             }
         }
-    }
-
-    fn log_saved(&self, snapshot: &ShardSnapshot, started: Instant, place: &str) {
-        tracing::info!(
-            partition = self.partition,
-            next_input = snapshot.next_input,
-            out_seq = snapshot.out_seq,
-            size = self.machine.size(),
-            took_ms = started.elapsed().as_millis() as u64,
-            place = %place,
-            "snapshot written"
-        );
     }
 }
 
@@ -331,18 +307,43 @@ impl<M: Machine> Drop for Stage<M> {
     }
 }
 
-/// Flushes `topics` (the snapshot must never be ahead of the outputs) and saves.
-fn save(
-    outputs: &dyn Backbone,
-    store: &SnapshotStore,
-    topics: &[Topic],
+/// A serialized snapshot on its way to the store.
+struct Taken {
     partition: u32,
-    snapshot: &ShardSnapshot,
-) -> Result<String, ShardError> {
-    for &topic in topics {
-        outputs.flush(topic, partition, Duration::from_secs(30))?;
+    /// The machine's size when it was taken (for the log).
+    size: usize,
+    started: Instant,
+    serialized: Duration,
+    snapshot: ShardSnapshot,
+}
+
+impl Taken {
+    /// Flushes `topics` (the snapshot must never be ahead of the outputs), saves, counts
+    /// and logs it.
+    fn save(
+        self,
+        outputs: &dyn Backbone,
+        store: &SnapshotStore,
+        topics: &[Topic],
+        status: &ShardStatus,
+    ) -> Result<(), ShardError> {
+        for &topic in topics {
+            outputs.flush(topic, self.partition, Duration::from_secs(30))?;
+        }
+        let place = store.save(&self.snapshot)?;
+        status.snapshots.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            partition = self.partition,
+            next_input = self.snapshot.next_input,
+            out_seq = self.snapshot.out_seq,
+            size = self.size,
+            serialized_us = self.serialized.as_micros() as u64,
+            took_ms = self.started.elapsed().as_millis() as u64,
+            place = %place,
+            "snapshot written"
+        );
+        Ok(())
     }
-    Ok(store.save(snapshot)?)
 }
 
 /// The last output sequence found on each output topic's partition.
