@@ -20,6 +20,7 @@ use tachyon_gateway::orders::StoreLimits;
 use tachyon_gateway::{GatewayConfig, IdempotencyConfig, RateLimitConfig, MAX_GATEWAY_ID};
 use tachyon_proto::symbol::{SymbolDef, DEFAULT_SYMBOLS};
 use tachyon_proto::{AccountId, SymbolSpec};
+use tachyon_risk::{Asset, FeeRates, FeeTier, RiskConfig};
 use tachyon_runtime::LeaseConfig;
 
 /// The whole configuration.
@@ -45,7 +46,38 @@ pub struct Config {
     pub kafka: KafkaSettings,
     /// `json` (one JSON object per line, for log pipelines) or `text` (for a terminal).
     pub log_format: LogFormat,
+    pub risk: RiskSettings,
+    /// Asset scales for balances; an asset the symbols name but this omits gets scale 8.
+    pub assets: Vec<AssetSettings>,
     pub symbols: Vec<SymbolSettings>,
+    /// Per-account fee rates overriding the symbols' (balances on).
+    pub fee_tiers: Vec<FeeTierSettings>,
+}
+
+/// The risk stage (balances, holds, settlement, fees).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RiskSettings {
+    /// Hold funds before matching and settle fills (off: no funds are checked).
+    pub balances: bool,
+}
+
+/// One asset's scale.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetSettings {
+    pub name: String,
+    /// Decimal places of every amount of this asset.
+    pub scale: u32,
+}
+
+/// Fee rates of some accounts on every symbol.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeeTierSettings {
+    pub accounts: Vec<String>,
+    pub maker_fee_bps: u32,
+    pub taker_fee_bps: u32,
 }
 
 /// How logs are written (to stderr).
@@ -257,6 +289,11 @@ pub struct SymbolSettings {
     pub min_quantity: String,
     pub max_quantity: String,
     pub max_notional: String,
+    /// Fees charged on fills in the quote asset, in basis points (balances on).
+    #[serde(default)]
+    pub maker_fee_bps: u32,
+    #[serde(default)]
+    pub taker_fee_bps: u32,
 }
 
 impl Default for Config {
@@ -277,7 +314,10 @@ impl Default for Config {
             dynamodb: DynamoSettings::default(),
             kafka: KafkaSettings::default(),
             log_format: LogFormat::Json,
+            risk: RiskSettings::default(),
+            assets: Vec::new(),
             symbols: DEFAULT_SYMBOLS.iter().map(SymbolSettings::from).collect(),
+            fee_tiers: Vec::new(),
         }
     }
 }
@@ -417,6 +457,8 @@ impl From<&SymbolDef<'_>> for SymbolSettings {
             min_quantity: d.min_quantity.into(),
             max_quantity: d.max_quantity.into(),
             max_notional: d.max_notional.into(),
+            maker_fee_bps: 0,
+            taker_fee_bps: 0,
         }
     }
 }
@@ -464,6 +506,9 @@ pub struct Overrides {
     /// This gateway's id (0-1023), unique among the gateways on one backbone.
     #[arg(long, env = "TACHYON_GATEWAY_ID")]
     pub gateway_id: Option<u32>,
+    /// Hold funds before matching and settle fills (`[risk] balances`).
+    #[arg(long, env = "TACHYON_RISK_BALANCES")]
+    pub balances: bool,
 }
 
 fn parse_log_format(s: &str) -> Result<LogFormat, String> {
@@ -527,6 +572,7 @@ impl Config {
             config.gateway.gateway_id = id;
         }
         config.dynamodb.create_tables |= overrides.dynamodb_create_tables;
+        config.risk.balances |= overrides.balances;
         config.validate()?;
         Ok(config)
     }
@@ -628,10 +674,42 @@ impl Config {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        if self.risk.balances || !self.assets.is_empty() {
+            self.risk_config_for(&symbols, 0, 1)?;
+        }
         let engine =
             EngineConfig { symbols, limits: RiskLimits { max_open_orders: self.limits.max_open_orders_per_account } };
         engine.validate()?;
         Ok(engine)
+    }
+
+    /// The risk core's configuration for risk shard `partition` of `partitions`.
+    ///
+    /// # Errors
+    /// Asset scales that cannot hold a symbol's lot or tick × lot, fee rates above 100%,
+    /// an unknown account in a fee tier.
+    pub fn risk_config(&self, engine: &EngineConfig, partition: u32, partitions: u32) -> Result<RiskConfig> {
+        self.risk_config_for(&engine.symbols, partition, partitions)
+    }
+
+    fn risk_config_for(&self, symbols: &[SymbolSpec], partition: u32, partitions: u32) -> Result<RiskConfig> {
+        let assets: Vec<Asset> = self.assets.iter().map(|a| Asset { name: a.name.clone(), scale: a.scale }).collect();
+        let fees: Vec<FeeRates> =
+            self.symbols.iter().map(|s| FeeRates { maker_bps: s.maker_fee_bps, taker_bps: s.taker_fee_bps }).collect();
+        let tiers = self
+            .fee_tiers
+            .iter()
+            .map(|t| {
+                let accounts = t
+                    .accounts
+                    .iter()
+                    .map(|a| AccountId::parse(a).map_err(|e| anyhow::anyhow!("fee_tiers: account {a:?}: {e}")))
+                    .collect::<Result<Vec<_>>>()?;
+                Ok(FeeTier { accounts, rates: FeeRates { maker_bps: t.maker_fee_bps, taker_bps: t.taker_fee_bps } })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        RiskConfig::build(&assets, symbols, &fees, &tiers, partition, partitions)
+            .map_err(|e| anyhow::anyhow!("balances: {e}"))
     }
 
     /// The journal settings as the bus takes them.
@@ -802,5 +880,50 @@ mod tests {
         c.symbols[1].id = 99;
         c.symbols[1].tick_size = "0".into();
         assert!(c.validate().expect_err("invalid").to_string().contains("tick_size"));
+    }
+
+    #[test]
+    fn balances_refuse_a_quote_scale_that_cannot_hold_tick_times_lot() {
+        let text = r#"
+            [risk]
+            balances = true
+            [[assets]]
+            name = "BTC"
+            scale = 8
+            [[assets]]
+            name = "USD"
+            scale = 2
+            [[symbols]]
+            id = 1
+            name = "BTC-USD"
+            tick_size = "0.01"
+            lot_size = "0.0001"
+            min_quantity = "0.0001"
+            max_quantity = "1000"
+            max_notional = "10000000"
+            maker_fee_bps = 10
+            taker_fee_bps = 20
+        "#;
+        let c: Config = toml::from_str(text).expect("parses");
+        let err = c.validate().expect_err("USD scale 2 cannot hold 0.01 x 0.0001");
+        assert_eq!(
+            err.to_string(),
+            "balances: symbol BTC-USD: tick × lot needs 6 decimal places but asset USD has scale 2 (raise the scale)"
+        );
+        let fixed = text.replace("scale = 2", "scale = 6");
+        let c: Config = toml::from_str(&fixed).expect("parses");
+        let engine = c.validate().expect("fits");
+        let risk = c.risk_config(&engine, 0, 1).expect("fits");
+        assert_eq!(risk.markets[0].fees, FeeRates { maker_bps: 10, taker_bps: 20 });
+        assert_eq!(risk.markets[0].quote_per_unit, 1);
+    }
+
+    #[test]
+    fn balances_are_off_by_default_and_the_defaults_fit_scale_8() {
+        let c = Config::default();
+        assert!(!c.risk.balances);
+        let engine = c.validate().expect("defaults are valid");
+        let risk = c.risk_config(&engine, 0, 1).expect("default symbols fit scale 8 assets");
+        assert!(risk.assets.iter().all(|a| a.scale == 8));
     }
 }

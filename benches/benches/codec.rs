@@ -4,10 +4,11 @@
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
+use tachyon_proto::wire::FORMAT_OUTPUT_V2;
 use tachyon_proto::wire::{
-    decode_command, decode_output, encode, encode_into, encode_output, CommandEnvelope, ShardOutput,
+    decode_command, decode_output, encode, encode_command_into, encode_into, encode_output, CommandEnvelope,
+    ShardOutput,
 };
-use tachyon_proto::wire::{FORMAT_OUTPUT_V2, FORMAT_V1};
 use tachyon_proto::{
     AccountId, ClientOrderId, Command, Event, NewOrder, OrderId, OrderType, Price, Qty, SelfTradePrevention, Side,
     SymbolId, TimeInForce, Timestamp, Trade, TradeId,
@@ -34,6 +35,7 @@ fn command() -> CommandEnvelope {
             client_order_id: Some(ClientOrderId::parse("my-order-1").expect("valid")),
             timestamp: Timestamp(1_795_255_200_123_456_789),
         }),
+        origin: None,
     }
 }
 
@@ -78,7 +80,7 @@ fn benches(c: &mut Criterion) {
     group.bench_function("encode_command_into", |b| {
         b.iter(|| {
             buffer.clear();
-            encode_into(black_box(&cmd), FORMAT_V1, &mut buffer)
+            encode_command_into(black_box(&cmd), &mut buffer)
         });
     });
     group.bench_function("decode_command", |b| b.iter(|| decode_command(black_box(&cmd_bytes))));

@@ -336,7 +336,7 @@ impl Gateway {
         }
         let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
         let stamped = command.timestamp();
-        let envelope = CommandEnvelope { request_id, gateway_id: self.config.gateway_id, command };
+        let envelope = CommandEnvelope { request_id, gateway_id: self.config.gateway_id, command, origin: None };
         let (waiter, submitted) = match mode {
             ResponseMode::Ack => {
                 let (tx, rx) = oneshot::channel();

@@ -20,10 +20,22 @@ use crate::event::Event;
 use crate::ids::{AccountId, ClientOrderId};
 use crate::time::Timestamp;
 
-/// Commands (and, before [`FORMAT_OUTPUT_V2`], outputs).
+/// Commands straight from a gateway (and, before [`FORMAT_OUTPUT_V2`], outputs).
 pub const FORMAT_V1: u8 = 1;
 /// Shard outputs without the command re-embedded.
 pub const FORMAT_OUTPUT_V2: u8 = 2;
+/// Commands forwarded by an upstream stage (the risk stage), with their [`Origin`].
+pub const FORMAT_FORWARDED_V3: u8 = 3;
+
+/// Where a forwarded command comes from: the upstream stage's partition and the output
+/// sequence it gave the command there. Per origin partition, sequences reach a downstream
+/// partition in increasing order, so one that is not above the last seen is a replay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct Origin {
+    pub partition: u32,
+    pub seq: u64,
+}
 
 /// A command as it travels on `tachyon.orders`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -34,6 +46,17 @@ pub struct CommandEnvelope {
     /// Which gateway sent it (so replies can be routed back).
     pub gateway_id: u32,
     pub command: Command,
+    /// Set when an upstream stage forwarded it (encoded as [`FORMAT_FORWARDED_V3`]; a
+    /// gateway's own command keeps the [`FORMAT_V1`] bytes it always had).
+    pub origin: Option<Origin>,
+}
+
+/// The archive of a [`FORMAT_V1`] command.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct CommandEnvelopeV1 {
+    request_id: u64,
+    gateway_id: u32,
+    command: Command,
 }
 
 impl std::borrow::Borrow<Command> for CommandEnvelope {
@@ -167,13 +190,26 @@ where
     })
 }
 
+/// Appends a command envelope's payload to `out`: [`FORMAT_V1`] from a gateway,
+/// [`FORMAT_FORWARDED_V3`] with an origin.
+///
+/// # Errors
+/// As [`encode_into`].
+pub fn encode_command_into(value: &CommandEnvelope, out: &mut Vec<u8>) -> Result<(), WireError> {
+    if value.origin.is_some() {
+        return encode_into(value, FORMAT_FORWARDED_V3, out);
+    }
+    let v1 = CommandEnvelopeV1 { request_id: value.request_id, gateway_id: value.gateway_id, command: value.command };
+    encode_into(&v1, FORMAT_V1, out)
+}
+
 /// Encodes a command envelope for the backbone.
 ///
 /// # Errors
 /// As [`encode_into`].
 pub fn encode(value: &CommandEnvelope) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::with_capacity(192);
-    encode_into(value, FORMAT_V1, &mut out)?;
+    encode_command_into(value, &mut out)?;
     Ok(out)
 }
 
@@ -212,10 +248,20 @@ where
 /// [`WireError`] for an empty, unknown-format, corrupt or semantically invalid payload.
 pub fn decode_command(payload: &[u8]) -> Result<CommandEnvelope, WireError> {
     let (&format, archive) = payload.split_first().ok_or(WireError::Empty)?;
-    if format != FORMAT_V1 {
-        return Err(WireError::UnknownFormat(format));
-    }
-    let env: CommandEnvelope = decode_raw(archive)?;
+    let env = match format {
+        FORMAT_V1 => {
+            let v1: CommandEnvelopeV1 = decode_raw(archive)?;
+            CommandEnvelope { request_id: v1.request_id, gateway_id: v1.gateway_id, command: v1.command, origin: None }
+        }
+        FORMAT_FORWARDED_V3 => {
+            let env: CommandEnvelope = decode_raw(archive)?;
+            if env.origin.is_none() {
+                return Err(WireError::InvalidField("origin"));
+            }
+            env
+        }
+        other => return Err(WireError::UnknownFormat(other)),
+    };
     check_command(&env.command)?;
     Ok(env)
 }
@@ -307,6 +353,7 @@ mod tests {
                 client_order_id: Some(ClientOrderId::parse("my-1").expect("valid")),
                 timestamp: Timestamp(1),
             }),
+            origin: None,
         }
     }
 
@@ -314,7 +361,23 @@ mod tests {
     fn command_round_trips() {
         let env = sample_command();
         let bytes = encode(&env).expect("encodes");
+        assert_eq!(bytes[0], FORMAT_V1);
         assert_eq!(decode_command(&bytes), Ok(env));
+    }
+
+    #[test]
+    fn a_forwarded_command_keeps_its_origin_and_a_gateway_command_its_old_bytes() {
+        let env = CommandEnvelope { origin: Some(Origin { partition: 3, seq: 99 }), ..sample_command() };
+        let bytes = encode(&env).expect("encodes");
+        assert_eq!(bytes[0], FORMAT_FORWARDED_V3);
+        assert_eq!(decode_command(&bytes), Ok(env));
+        // The V1 bytes are the archive of the three fields a V1 reader knows.
+        let plain = sample_command();
+        let v1 =
+            CommandEnvelopeV1 { request_id: plain.request_id, gateway_id: plain.gateway_id, command: plain.command };
+        let mut old = Vec::new();
+        encode_into(&v1, FORMAT_V1, &mut old).expect("encodes");
+        assert_eq!(encode(&plain).expect("encodes"), old);
     }
 
     #[test]

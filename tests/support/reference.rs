@@ -40,7 +40,7 @@ pub fn commands_on(symbol: SymbolId, id_base: u64, range: std::ops::Range<u64>) 
                     timestamp: Timestamp(i as i64),
                 })
             };
-            CommandEnvelope { request_id: i, gateway_id: 1, command }
+            CommandEnvelope { request_id: i, gateway_id: 1, command, origin: None }
         })
         .collect()
 }
