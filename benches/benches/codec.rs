@@ -64,6 +64,7 @@ fn trade() -> ShardOutput {
             seq: 12,
             timestamp: Timestamp(1_795_255_200_123_456_789),
         })],
+        ..ShardOutput::default()
     }
 }
 

@@ -10,7 +10,7 @@
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
 use tachyon_proto::symbol::DEFAULT_SYMBOLS;
-use tachyon_proto::{AccountId, OrderId, Price, Qty, Side, SymbolId, SymbolSpec};
+use tachyon_proto::{AccountId, OrderId, Price, Qty, Side, SymbolId, SymbolSpec, TradeId};
 use tachyon_risk::{
     AmendHold, AssetId, FeeRates, Fill, Leg, OrderHold, Request, Risk, RiskConfig, Settlement, Transfer, TransferId,
     TransferKind,
@@ -59,6 +59,7 @@ fn cycle(accounts: &[AccountId], i: usize) -> Vec<Input> {
     };
     let fill = Fill {
         symbol: SYMBOL,
+        trade_id: TradeId(i as u64),
         price,
         qty: Qty(2_000),
         taker_side: Side::Sell,

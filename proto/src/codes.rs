@@ -57,6 +57,8 @@ codes! {
         MaxOpenOrders => "max_open_orders",
         OrderNotOpen => "order_not_open",
         NotOrderOwner => "not_order_owner",
+        InsufficientFunds => "insufficient_funds",
+        InvalidFunds => "invalid_funds",
     }
     CancelReason {
         User => "user", Ioc => "ioc", Fok => "fok", Stp => "stp", CancelAll => "cancel_all",
@@ -92,7 +94,7 @@ mod tests {
         check(Liquidity::ALL, Liquidity::as_str, Liquidity::from_code);
         check(RejectReason::ALL, RejectReason::as_str, RejectReason::from_code);
         check(CancelReason::ALL, CancelReason::as_str, CancelReason::from_code);
-        assert_eq!(RejectReason::ALL.len(), 13);
+        assert_eq!(RejectReason::ALL.len(), 15);
         assert_eq!(CancelReason::ALL.len(), 7);
     }
 }

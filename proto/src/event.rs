@@ -61,6 +61,10 @@ pub enum RejectReason {
     OrderNotOpen,
     /// Cancel or amend of another account's order.
     NotOrderOwner,
+    /// The risk stage could not hold the funds the order or amend needs (balances on).
+    InsufficientFunds,
+    /// A market buy without `funds`, or `funds` on another order (balances on).
+    InvalidFunds,
 }
 
 /// Why an order left the book without filling completely. Serialises to the API codes.

@@ -1,6 +1,7 @@
 //! Tachyon's wire contract, shared by every other crate.
 //!
 //! Layout:
+//! - [`balance`]: balance updates, fill fees and transfers as shard outputs carry them.
 //! - [`ids`]: order, trade, account and symbol identifiers, and client order ids.
 //! - [`fixed`]: [`Price`] (ticks) and [`Qty`] (lots) as integer newtypes, and the exact
 //!   decimal-string conversion of the JSON edge ([`Step`]).
@@ -19,6 +20,7 @@
 //! a decimal string that is off the grid or out of range is an error, never rounded.
 
 pub mod api;
+pub mod balance;
 pub mod codes;
 pub mod command;
 pub mod event;

@@ -15,6 +15,7 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use thiserror::Error;
 
+use crate::balance::{BalanceUpdate, FillFee, TransferRecord};
 use crate::command::{Command, NewOrder};
 use crate::event::Event;
 use crate::ids::{AccountId, ClientOrderId};
@@ -26,6 +27,10 @@ pub const FORMAT_V1: u8 = 1;
 pub const FORMAT_OUTPUT_V2: u8 = 2;
 /// Commands forwarded by an upstream stage (the risk stage), with their [`Origin`].
 pub const FORMAT_FORWARDED_V3: u8 = 3;
+/// Shard outputs that also report balances, fees or a transfer (balances on).
+pub const FORMAT_OUTPUT_V4: u8 = 4;
+/// A deposit or withdrawal on the input log (balances on).
+pub const FORMAT_TRANSFER_V4: u8 = 4;
 
 /// Where a forwarded command comes from: the upstream stage's partition and the output
 /// sequence it gave the command there. Per origin partition, sequences reach a downstream
@@ -100,15 +105,42 @@ pub struct ShardOutput {
     pub rejected: Option<NewOrder>,
     /// In the order the engine emitted them.
     pub events: Vec<Event>,
+    /// Balances the command left, for each (account, asset) it changed (balances on).
+    /// This and the next two fields are not part of the [`FORMAT_OUTPUT_V2`] archive (so
+    /// it stays what it was); [`FORMAT_OUTPUT_V4`] carries them after it.
+    #[rkyv(with = rkyv::with::Skip)]
+    pub balances: Vec<BalanceUpdate>,
+    /// What each side of each fill paid in fees (balances on).
+    #[rkyv(with = rkyv::with::Skip)]
+    pub fees: Vec<FillFee>,
+    /// The deposit or withdrawal this record answers (balances on).
+    #[rkyv(with = rkyv::with::Skip)]
+    pub transfer: Option<TransferRecord>,
 }
 
 impl ShardOutput {
     /// Empties the record for reuse, keeping the events' allocation.
     pub fn reset(&mut self) {
         self.events.clear();
+        self.balances.clear();
+        self.fees.clear();
+        self.transfer = None;
         self.rejected = None;
         self.market_data = false;
     }
+
+    /// Whether the record needs [`FORMAT_OUTPUT_V4`] (it reports funds).
+    pub fn has_funds(&self) -> bool {
+        !self.balances.is_empty() || !self.fees.is_empty() || self.transfer.is_some()
+    }
+}
+
+/// What a [`FORMAT_OUTPUT_V4`] record adds after its [`FORMAT_OUTPUT_V2`] archive.
+#[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+struct FundsV4 {
+    balances: Vec<BalanceUpdate>,
+    fees: Vec<FillFee>,
+    transfer: Option<TransferRecord>,
 }
 
 /// The output record of [`FORMAT_V1`], which embedded the command.
@@ -140,6 +172,7 @@ impl From<ShardOutputV1> for ShardOutput {
             market_data: false,
             rejected,
             events: v1.events,
+            ..Self::default()
         }
     }
 }
@@ -213,13 +246,39 @@ pub fn encode(value: &CommandEnvelope) -> Result<Vec<u8>, WireError> {
     Ok(out)
 }
 
+/// Appends a shard output's payload to `out`: [`FORMAT_OUTPUT_V2`], or with funds
+/// [`FORMAT_OUTPUT_V4`] = the format byte, the V2 archive's length (u32 LE), the V2
+/// archive, then the funds' archive.
+///
+/// # Errors
+/// As [`encode_into`].
+pub fn encode_output_into(value: &ShardOutput, out: &mut Vec<u8>) -> Result<(), WireError> {
+    if !value.has_funds() {
+        return encode_into(value, FORMAT_OUTPUT_V2, out);
+    }
+    let start = out.len();
+    out.push(FORMAT_OUTPUT_V4);
+    out.extend_from_slice(&[0; 4]);
+    let base = out.len();
+    encode_into(value, FORMAT_OUTPUT_V2, out)?;
+    // `encode_into` wrote its own format byte: drop it, the outer one says it all.
+    out.remove(base);
+    let len = u32::try_from(out.len() - base).map_err(|_| WireError::Corrupt("output too large".into()))?;
+    out[start + 1..start + 5].copy_from_slice(&len.to_le_bytes());
+    let funds = FundsV4 { balances: value.balances.clone(), fees: value.fees.clone(), transfer: value.transfer };
+    let at = out.len();
+    encode_into(&funds, FORMAT_OUTPUT_V4, out)?;
+    out.remove(at);
+    Ok(())
+}
+
 /// Encodes a shard output for the backbone.
 ///
 /// # Errors
 /// As [`encode_into`].
 pub fn encode_output(value: &ShardOutput) -> Result<Vec<u8>, WireError> {
     let mut out = Vec::with_capacity(64 + 128 * value.events.len());
-    encode_into(value, FORMAT_OUTPUT_V2, &mut out)?;
+    encode_output_into(value, &mut out)?;
     Ok(out)
 }
 
@@ -275,6 +334,30 @@ pub fn decode_output(payload: &[u8]) -> Result<ShardOutput, WireError> {
     let out: ShardOutput = match format {
         FORMAT_OUTPUT_V2 => decode_raw(archive)?,
         FORMAT_V1 => decode_raw::<ShardOutputV1>(archive)?.into(),
+        FORMAT_OUTPUT_V4 => {
+            let (len, rest) = archive.split_first_chunk::<4>().ok_or(WireError::Corrupt("truncated".into()))?;
+            let len = u32::from_le_bytes(*len) as usize;
+            let (base, funds) = (rest.get(..len), rest.get(len..));
+            let (Some(base), Some(funds)) = (base, funds) else { return Err(WireError::Corrupt("truncated".into())) };
+            let mut out: ShardOutput = decode_raw(base)?;
+            let funds: FundsV4 = decode_raw(funds)?;
+            if let Some(t) = &funds.transfer {
+                check_account(t.account)?;
+                if !t.transfer_id.is_canonical() {
+                    return Err(WireError::InvalidField("transfer_id"));
+                }
+            }
+            for b in &funds.balances {
+                check_account(b.account)?;
+            }
+            for f in &funds.fees {
+                check_account(f.account)?;
+            }
+            out.balances = funds.balances;
+            out.fees = funds.fees;
+            out.transfer = funds.transfer;
+            out
+        }
         other => return Err(WireError::UnknownFormat(other)),
     };
     if let Some(order) = &out.rejected {
@@ -406,10 +489,34 @@ mod tests {
                     seq: 4,
                 }),
             ],
+            ..ShardOutput::default()
         };
         let bytes = encode_output(&out).expect("encodes");
         assert_eq!(bytes[0], FORMAT_OUTPUT_V2);
-        assert_eq!(decode_output(&bytes), Ok(out));
+        assert_eq!(decode_output(&bytes), Ok(out.clone()));
+        // With funds: format 4, everything back, and its V2 part is the same archive.
+        let alice = AccountId::parse("alice").expect("valid");
+        let mut funded = out.clone();
+        funded.balances.push(BalanceUpdate { account: alice, asset: 1, available: 5, hold: 7 });
+        funded.fees.push(FillFee { trade_id: TradeId(3), account: alice, asset: 1, fee: 2 });
+        funded.transfer = Some(TransferRecord {
+            kind: crate::balance::TransferKind::Deposit,
+            transfer_id: crate::balance::TransferId::parse("dep-1").expect("valid"),
+            account: alice,
+            asset: 1,
+            amount: 12,
+            available: 5,
+            hold: 7,
+            replayed: false,
+            error: None,
+        });
+        let v4 = encode_output(&funded).expect("encodes");
+        assert_eq!(v4[0], FORMAT_OUTPUT_V4);
+        assert_eq!(decode_output(&v4), Ok(funded));
+        assert_eq!(&v4[5..5 + bytes.len() - 1], &bytes[1..]);
+        for cut in 0..v4.len() {
+            assert!(decode_output(&v4[..cut]).is_err(), "a payload cut at {cut} is an error");
+        }
     }
 
     #[test]

@@ -7,70 +7,10 @@
 //!   filled, cancelled, rejected, amended), each batch tagged with the matching shard's
 //!   (partition, output sequence) so a replayed one is recognised and skipped.
 
-use tachyon_proto::{AccountId, OrderId, Price, Qty, Side, SymbolId};
+pub use tachyon_proto::balance::{TransferId, TransferKind};
+use tachyon_proto::{AccountId, OrderId, Price, Qty, Side, SymbolId, TradeId};
 
 use crate::config::AssetId;
-
-/// A transfer's idempotency key: 1–64 characters of `[A-Za-z0-9_-]`, unique per exchange.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-#[rkyv(derive(Debug))]
-pub struct TransferId {
-    len: u8,
-    bytes: [u8; TransferId::MAX_LEN],
-}
-
-/// Why a transfer id is invalid.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("transfer_id must be 1-64 characters of A-Z, a-z, 0-9, '_' and '-'")]
-pub struct BadTransferId;
-
-impl TransferId {
-    pub const MAX_LEN: usize = 64;
-
-    /// Validates a transfer id.
-    ///
-    /// # Errors
-    /// [`BadTransferId`] when empty, too long or with a character outside the alphabet.
-    pub fn parse(s: &str) -> Result<Self, BadTransferId> {
-        let src = s.as_bytes();
-        if src.is_empty()
-            || src.len() > Self::MAX_LEN
-            || !src.iter().all(|&c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
-        {
-            return Err(BadTransferId);
-        }
-        let mut bytes = [0; Self::MAX_LEN];
-        bytes[..src.len()].copy_from_slice(src);
-        Ok(Self { len: src.len() as u8, bytes })
-    }
-
-    /// The id as text.
-    pub fn as_str(&self) -> &str {
-        let bytes = self.bytes.get(..usize::from(self.len)).unwrap_or_default();
-        // Only ASCII from the alphabet gets in (`parse`, and the wire decoder re-checks).
-        std::str::from_utf8(bytes).unwrap_or_default()
-    }
-
-    /// Whether a decoded id is one `parse` would produce.
-    pub fn is_canonical(&self) -> bool {
-        Self::parse(self.as_str()).is_ok_and(|p| p == *self)
-    }
-}
-
-impl std::fmt::Debug for TransferId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "TransferId({})", self.as_str())
-    }
-}
-
-/// Which way a transfer moves funds.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
-#[rkyv(derive(Debug))]
-#[repr(u8)]
-pub enum TransferKind {
-    Deposit,
-    Withdrawal,
-}
 
 /// A deposit or withdrawal, as the admin API gave it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
@@ -134,6 +74,7 @@ pub struct Leg {
 #[rkyv(derive(Debug))]
 pub struct Fill {
     pub symbol: SymbolId,
+    pub trade_id: TradeId,
     pub price: Price,
     pub qty: Qty,
     /// Who took liquidity (pays the taker rate).

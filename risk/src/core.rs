@@ -6,7 +6,8 @@
 //! panics on any input, and no balance ever goes below zero.
 
 use rustc_hash::FxHashMap;
-use tachyon_proto::{AccountId, OrderId, Price, Qty, Side};
+use tachyon_proto::balance::{BalanceUpdate, FillFee};
+use tachyon_proto::{AccountId, OrderId, Price, Qty, Side, TradeId};
 
 use crate::command::{
     AmendHold, Balance, Fill, Leg, OrderHold, Outcome, Request, RiskReject, Settlement, Transfer, TransferId,
@@ -87,6 +88,11 @@ pub struct Risk {
     balances: Vec<Balance>,
     /// Whether the account ever held the asset (what `GET /v1/balances` lists).
     touched: Vec<bool>,
+    /// Slots changed since [`Risk::drain_changes`], each once.
+    dirty: Vec<bool>,
+    changed: Vec<usize>,
+    /// Fees charged since [`Risk::drain_changes`].
+    charged: Vec<FillFee>,
     orders: FxHashMap<OrderId, Held>,
     transfers: FxHashMap<TransferId, (Transfer, Balance)>,
     ledger: Vec<Ledger>,
@@ -105,6 +111,9 @@ impl Risk {
             accounts: Vec::new(),
             balances: Vec::new(),
             touched: Vec::new(),
+            dirty: Vec::new(),
+            changed: Vec::new(),
+            charged: Vec::new(),
             orders: FxHashMap::default(),
             transfers: FxHashMap::default(),
             ledger: vec![Ledger::default(); assets],
@@ -206,13 +215,40 @@ impl Risk {
         self.accounts.push(id);
         self.balances.resize(self.balances.len() + self.assets, Balance::default());
         self.touched.resize(self.touched.len() + self.assets, false);
+        self.dirty.resize(self.dirty.len() + self.assets, false);
         i
+    }
+
+    /// Marks slot `i` held and changed.
+    fn touch(&mut self, i: usize) {
+        self.touched[i] = true;
+        if !self.dirty[i] {
+            self.dirty[i] = true;
+            self.changed.push(i);
+        }
     }
 
     fn at(&mut self, account: u32, asset: AssetId) -> &mut Balance {
         let i = self.slot(account, asset);
-        self.touched[i] = true;
+        self.touch(i);
         &mut self.balances[i]
+    }
+
+    /// Appends every balance changed since the last call (each once, in the order first
+    /// changed) and the fees charged meanwhile, and forgets them.
+    pub fn drain_changes(&mut self, balances: &mut Vec<BalanceUpdate>, fees: &mut Vec<FillFee>) {
+        for i in self.changed.drain(..) {
+            self.dirty[i] = false;
+            let b = self.balances[i];
+            let account = self.accounts[i / self.assets];
+            balances.push(BalanceUpdate {
+                account,
+                asset: (i % self.assets) as u16,
+                available: b.available,
+                hold: b.hold,
+            });
+        }
+        fees.append(&mut self.charged);
     }
 
     fn transfer(&mut self, t: &Transfer) -> Outcome {
@@ -230,7 +266,7 @@ impl Risk {
         }
         let a = self.account(t.account);
         let i = self.slot(a, t.asset);
-        self.touched[i] = true;
+        self.touch(i);
         let b = &mut self.balances[i];
         match t.kind {
             TransferKind::Deposit => {
@@ -397,6 +433,7 @@ impl Risk {
     fn set_hold(&mut self, h: &mut Held, target: u64) {
         let asset = Self::held_asset(&self.config.markets[usize::from(h.market)], h.side);
         let i = self.slot(h.account, asset);
+        self.touch(i);
         let b = &mut self.balances[i];
         if target < h.amount {
             let free = h.amount - target;
@@ -428,7 +465,7 @@ impl Risk {
         if buyer {
             let rates = self.config.rates(f.buy.account, &market);
             let bps = if f.taker_side == Side::Buy { rates.taker_bps } else { rates.maker_bps };
-            let unpaid = self.pay(&market, &f.buy, Side::Buy, n, fee(n, bps));
+            let unpaid = self.pay(&market, f.trade_id, &f.buy, Side::Buy, n, fee(n, bps));
             self.ledger[quote_asset].overdraft += u128::from(unpaid);
             let a = self.account(f.buy.account);
             self.at(a, market.base).available += base;
@@ -437,11 +474,15 @@ impl Risk {
             let rates = self.config.rates(f.sell.account, &market);
             let bps = if f.taker_side == Side::Sell { rates.taker_bps } else { rates.maker_bps };
             let fee = fee(n, bps).min(n);
-            let unpaid = self.pay(&market, &f.sell, Side::Sell, base, 0);
+            let unpaid = self.pay(&market, f.trade_id, &f.sell, Side::Sell, base, 0);
             self.ledger[base_asset].overdraft += u128::from(unpaid);
             let a = self.account(f.sell.account);
             self.at(a, market.quote).available += n - fee;
             self.ledger[quote_asset].fees += fee;
+            if fee > 0 {
+                let f = FillFee { trade_id: f.trade_id, account: f.sell.account, asset: market.quote.0, fee };
+                self.charged.push(f);
+            }
         }
         match (buyer, seller) {
             (true, false) => {
@@ -460,11 +501,11 @@ impl Risk {
     /// `available`), sets the hold to what the order's remainder needs, and credits the
     /// fee. A fee the account cannot cover is waived as far as needed; returns what of
     /// `due` itself could not be paid at all.
-    fn pay(&mut self, market: &Market, leg: &Leg, side: Side, due: u64, fee: u64) -> u64 {
+    fn pay(&mut self, market: &Market, trade_id: TradeId, leg: &Leg, side: Side, due: u64, fee: u64) -> u64 {
         let asset = Self::held_asset(market, side);
         let a = self.account(leg.account);
         let i = self.slot(a, asset);
-        self.touched[i] = true;
+        self.touch(i);
         let mut from_hold = 0;
         if let Some(mut h) = self.orders.get(&leg.order_id).copied().filter(|h| h.account == a) {
             let reserve = self.reserve(&h);
@@ -494,6 +535,10 @@ impl Risk {
         let short = rest - from_available;
         let waived = short.min(fee);
         self.ledger[usize::from(asset.0)].fees += fee - waived;
+        if fee > 0 {
+            let f = FillFee { trade_id, account: leg.account, asset: asset.0, fee: fee - waived };
+            self.charged.push(f);
+        }
         short - waived
     }
 
@@ -602,6 +647,9 @@ impl Risk {
         }
         risk.sources.clone_from(&snapshot.sources);
         risk.commands = snapshot.commands;
+        for i in risk.changed.drain(..) {
+            risk.dirty[i] = false;
+        }
         Ok(risk)
     }
 }

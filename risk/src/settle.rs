@@ -26,7 +26,15 @@ pub fn settlement_of(event: &Event) -> Option<Settlement> {
             let taker = Leg { order_id: t.taker_order_id, account: t.taker_account, remaining: t.taker_remaining };
             let maker = Leg { order_id: t.maker_order_id, account: t.maker_account, remaining: t.maker_remaining };
             let (buy, sell) = if t.taker_side == Side::Buy { (taker, maker) } else { (maker, taker) };
-            Settlement::Fill(Fill { symbol: t.symbol, price: t.price, qty: t.qty, taker_side: t.taker_side, buy, sell })
+            Settlement::Fill(Fill {
+                symbol: t.symbol,
+                trade_id: t.trade_id,
+                price: t.price,
+                qty: t.qty,
+                taker_side: t.taker_side,
+                buy,
+                sell,
+            })
         }
         Event::Level(_) | Event::Bbo(_) => return None,
     })

@@ -67,6 +67,8 @@ struct Shard {
     risk: Risk,
     reference: ReferenceRisk,
     restored: Option<Risk>,
+    /// The state at the last check (to verify the reported balance changes).
+    last: Option<RiskSnapshot>,
 }
 
 impl Shard {
@@ -88,8 +90,31 @@ impl Shard {
         got
     }
 
-    fn check(&self) -> RiskSnapshot {
+    fn check(&mut self) -> RiskSnapshot {
         let snap = self.risk.snapshot();
+        // Every balance that changed is reported once, with its new value.
+        let (mut updates, mut fees) = (Vec::new(), Vec::new());
+        self.risk.drain_changes(&mut updates, &mut fees);
+        let balance_of = |s: &RiskSnapshot, id: AccountId, asset: AssetId| {
+            s.accounts.iter().find(|a| a.id == id).and_then(|a| a.balances.iter().find(|b| b.0 == asset)).map(|b| b.1)
+        };
+        for u in &updates {
+            let now = balance_of(&snap, u.account, AssetId(u.asset)).expect("a reported balance exists");
+            assert_eq!((now.available, now.hold), (u.available, u.hold), "reported as it is");
+        }
+        for a in &snap.accounts {
+            for &(asset, b) in &a.balances {
+                let before = self.last.as_ref().and_then(|l| balance_of(l, a.id, asset));
+                if before != Some(b) && b != tachyon_risk::Balance::default() {
+                    assert!(
+                        updates.iter().any(|u| u.account == a.id && u.asset == asset.0),
+                        "change of {} reported",
+                        a.id
+                    );
+                }
+            }
+        }
+        self.last = Some(snap.clone());
         assert_eq!(snap, self.reference.snapshot(), "core and reference differ");
         snap.check_conservation().expect("conservation per shard");
         let config = self.risk.config();
@@ -131,6 +156,7 @@ impl Run {
                 risk: Risk::new(config(usd_scale, p, partitions)),
                 reference: ReferenceRisk::new(config(usd_scale, p, partitions)),
                 restored: None,
+                last: None,
             })
             .collect();
         let engine = Engine::new(EngineConfig { symbols: symbols(), limits: RiskLimits { max_open_orders: 8 } });
@@ -288,8 +314,8 @@ impl Run {
     }
 
     /// Conservation over every shard: what trades moved between shards cancels out.
-    fn check(&self) {
-        let snaps: Vec<RiskSnapshot> = self.shards.iter().map(Shard::check).collect();
+    fn check(&mut self) {
+        let snaps: Vec<RiskSnapshot> = self.shards.iter_mut().map(Shard::check).collect();
         let assets = snaps[0].ledger.len();
         for asset in 0..assets {
             let (mut held, mut moved_in, mut moved_out, mut net) = (0i128, 0u128, 0u128, 0i128);

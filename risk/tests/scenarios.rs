@@ -3,7 +3,7 @@
 //! maker 10 bps, taker 20 bps.
 
 use tachyon_proto::symbol::DEFAULT_SYMBOLS;
-use tachyon_proto::{AccountId, OrderId, Price, Qty, Side, SymbolId, SymbolSpec};
+use tachyon_proto::{AccountId, OrderId, Price, Qty, Side, SymbolId, SymbolSpec, TradeId};
 use tachyon_risk::{
     AmendHold, AssetId, Balance, FeeRates, Fill, Leg, OrderHold, Outcome, Request, Risk, RiskConfig, RiskReject,
     Settlement, Transfer, TransferId, TransferKind,
@@ -66,6 +66,7 @@ fn a_limit_buy_holds_notional_plus_its_largest_fee_and_a_cheaper_fill_releases_t
     assert_eq!(r.request(&limit(2, "bob", Side::Sell, 2_900_000, 2_000)), Outcome::Forward);
     let fill = Fill {
         symbol: BTC_USD,
+        trade_id: TradeId(1),
         price: Price(2_900_000),
         qty: Qty(2_000),
         taker_side: Side::Buy,
@@ -187,6 +188,7 @@ fn a_market_buy_holds_its_funds_and_gets_back_what_it_did_not_spend() {
     // 0.01 BTC at 30,000 = 300 + 0.6 taker fee.
     let fill = Fill {
         symbol: BTC_USD,
+        trade_id: TradeId(1),
         price: Price(3_000_000),
         qty: Qty(100),
         taker_side: Side::Buy,

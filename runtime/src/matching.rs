@@ -10,8 +10,8 @@
 //! still restore).
 
 use tachyon_engine::{Engine, EngineConfig, EngineSnapshot, EventSink};
-use tachyon_proto::wire::{decode_command, decode_output, encode_command_into, encode_into};
-use tachyon_proto::wire::{CommandEnvelope, Origin, ShardOutput, WireError, FORMAT_OUTPUT_V2};
+use tachyon_proto::wire::{decode_command, decode_output, encode_command_into, encode_output_into};
+use tachyon_proto::wire::{CommandEnvelope, Origin, ShardOutput, WireError};
 use tachyon_proto::{Command, Event, Timestamp, Topic};
 
 use crate::machine::{Machine, OutputRecord, Outputs};
@@ -80,7 +80,7 @@ impl OutputRecord for ShardOutput {
     }
 
     fn encode(&self, out: &mut Vec<u8>) -> Result<(), WireError> {
-        encode_into(self, FORMAT_OUTPUT_V2, out)
+        encode_output_into(self, out)
     }
 
     fn decode_seq(payload: &[u8]) -> Result<u64, WireError> {

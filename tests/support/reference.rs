@@ -73,6 +73,7 @@ pub fn expected_on(partition: u32, cmds: &[CommandEnvelope]) -> (Vec<ShardOutput
             market_data: false,
             rejected: None,
             events,
+            ..ShardOutput::default()
         };
         seq += 1;
         let mut execution = output(seq, events.iter().filter(|e| e.is_private()).copied().collect());

@@ -168,6 +168,7 @@ fn stream(partition: u32, rounds: usize, levels: usize) -> (Vec<Item>, u64) {
                 market_data: false,
                 rejected: None,
                 events: events.iter().filter(|e| e.is_private()).copied().collect(),
+                ..ShardOutput::default()
             };
             let payload = encode_output(&output).expect("encodes").into();
             items.push(Item { offset: id - 1, payload, output });

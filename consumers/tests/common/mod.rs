@@ -110,6 +110,7 @@ pub fn outputs(partition: u32, symbol: SymbolId, first_id: u64, n: u64, seed: u6
             market_data,
             rejected,
             events,
+            ..ShardOutput::default()
         });
     }
     out
