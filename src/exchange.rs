@@ -39,18 +39,20 @@ use anyhow::{bail, Context, Result};
 use tachyon_bus::{Backbone, BusError, EmbeddedBus, EmbeddedConfig, FsyncPolicy, JournalConfig, KafkaBus};
 use tachyon_consumers::{Consumer, ConsumerProbe, DynamoSink, PostgresSink};
 use tachyon_engine::EngineConfig;
+use tachyon_gateway::balances::{AssetInfo, BalanceConfig};
 use tachyon_gateway::history::Pending;
 use tachyon_gateway::server::ops_router;
 use tachyon_gateway::{Gateway, History, InProcessPath, KeyRing, OrderPath, Probe, Symbols, Waiter};
 use tachyon_proto::api::{AccountFill, Order};
 use tachyon_proto::latency::Latency;
 use tachyon_proto::metrics::MetricsText;
-use tachyon_proto::wire::{CommandEnvelope, ShardOutput};
+use tachyon_proto::wire::{CommandEnvelope, ShardOutput, TransferEnvelope};
 use tachyon_proto::{AccountId, OrderId, SymbolId, Topic};
 use tachyon_runtime::feed::{spawn_feeds, Apply, FeedPosition, Until};
 use tachyon_runtime::pipeline::{Listener, Pipeline, PipelineConfig, Refusal, Released, Syncer};
 use tachyon_runtime::{
-    acquire_lease, run_shard, Lease, LeaseConfig, Matching, ShardConfig, ShardStatus, SnapshotPolicy, SnapshotStore,
+    acquire_lease, run_shard, Funded, FundedInput, Lease, LeaseConfig, Matching, ShardConfig, ShardStatus,
+    SnapshotPolicy, SnapshotStore,
 };
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -64,7 +66,7 @@ struct ExchangeProbe {
     /// (partition, status) of the shards this process runs.
     shards: Vec<(u32, Arc<ShardStatus>)>,
     /// The embedded order path's pipelines (empty on Kafka).
-    pipelines: Vec<Pipeline<CommandEnvelope, Waiter>>,
+    pipelines: Vec<Arc<dyn PipelineView>>,
     feeds: Vec<Arc<FeedPosition>>,
     consumers: Vec<Arc<ConsumerProbe>>,
 }
@@ -132,6 +134,7 @@ impl Probe for ExchangeProbe {
 fn check_layout(config: &Config) -> Result<()> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating the data directory {}", config.data_dir.display()))?;
+    check_balances_mode(config)?;
     let path = config.data_dir.join("partitions");
     match std::fs::read_to_string(&path) {
         Ok(text) => {
@@ -147,6 +150,34 @@ fn check_layout(config: &Config) -> Result<()> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             std::fs::write(&path, config.partitions.to_string())
                 .with_context(|| format!("writing {}", path.display()))?;
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+    Ok(())
+}
+
+/// Refuses a data directory created with the other balances setting.
+fn check_balances_mode(config: &Config) -> Result<()> {
+    // Balances change what the journal and the snapshots hold: a directory keeps the mode
+    // it was created with (one from before balances existed has them off).
+    let path = config.data_dir.join("balances");
+    let mode = if config.risk.balances { "on" } else { "off" };
+    match std::fs::read_to_string(&path) {
+        Ok(found) if found.trim() == mode => {}
+        Ok(found) => bail!(
+            "{} was created with balances {}; this configuration has them {mode} (use the same setting or a new data directory)",
+            config.data_dir.display(),
+            found.trim()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let fresh = !config.data_dir.join("journal").exists();
+            if !fresh && config.risk.balances {
+                bail!(
+                    "{} holds an exchange that ran without balances; balances need a new data directory",
+                    config.data_dir.display()
+                );
+            }
+            std::fs::write(&path, mode).with_context(|| format!("writing {}", path.display()))?;
         }
         Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
     }
@@ -221,6 +252,73 @@ fn snapshot_policy(config: &Config, bus: &Arc<dyn Backbone>, on_kafka: bool, par
     }
 }
 
+/// What the exchange needs of a running pipeline, whatever its machine.
+trait PipelineView: Send + Sync {
+    fn queued(&self) -> usize;
+    fn ring_capacity(&self) -> usize;
+    fn refused_full(&self) -> u64;
+    fn stop(&self);
+}
+
+impl<I: Send + 'static, T: Send + 'static> PipelineView for Pipeline<I, T> {
+    fn queued(&self) -> usize {
+        Pipeline::queued(self)
+    }
+    fn ring_capacity(&self) -> usize {
+        Pipeline::ring_capacity(self)
+    }
+    fn refused_full(&self) -> u64 {
+        Pipeline::refused_full(self)
+    }
+    fn stop(&self) {
+        Pipeline::stop(self);
+    }
+}
+
+/// The embedded order path's rings, before their pipelines run: one per partition, or,
+/// balances on, one for the risk and matching cores together.
+enum Rings {
+    Plain(Vec<Pipeline<CommandEnvelope, Waiter>>),
+    Funded(Pipeline<FundedInput, Waiter>),
+}
+
+impl Rings {
+    fn path(&self) -> Arc<dyn InProcessPath> {
+        match self {
+            Rings::Plain(rings) => Arc::new(Pipelines(rings.clone())),
+            Rings::Funded(ring) => Arc::new(FundedPath(ring.clone())),
+        }
+    }
+}
+
+fn refusal(refusal: Refusal, partition: u32) -> BusError {
+    match refusal {
+        Refusal::Full => BusError::Full { topic: Topic::Orders, partition },
+        Refusal::Unavailable => BusError::Unavailable(format!("partition {partition} is not taking commands")),
+    }
+}
+
+/// Balances on: every command and transfer goes to the one funded pipeline.
+struct FundedPath(Pipeline<FundedInput, Waiter>);
+
+impl InProcessPath for FundedPath {
+    fn partitions(&self) -> u32 {
+        1
+    }
+
+    fn is_healthy(&self) -> bool {
+        self.0.is_healthy()
+    }
+
+    fn submit(&self, _partition: u32, envelope: CommandEnvelope, waiter: Waiter) -> Result<(), BusError> {
+        self.0.submit(FundedInput::Command(envelope), waiter).map_err(|(_, r)| refusal(r, 0))
+    }
+
+    fn submit_transfer(&self, transfer: TransferEnvelope, waiter: Waiter) -> Result<(), BusError> {
+        self.0.submit(FundedInput::Transfer(transfer), waiter).map_err(|(_, r)| refusal(r, 0))
+    }
+}
+
 /// The embedded order path's pipelines, as the gateway's in-process path.
 struct Pipelines(Vec<Pipeline<CommandEnvelope, Waiter>>);
 
@@ -236,10 +334,7 @@ impl InProcessPath for Pipelines {
     fn submit(&self, partition: u32, envelope: CommandEnvelope, waiter: Waiter) -> Result<(), BusError> {
         let pipeline =
             self.0.get(partition as usize).ok_or(BusError::NoSuchPartition { topic: Topic::Orders, partition })?;
-        pipeline.submit(envelope, waiter).map_err(|(_, refusal)| match refusal {
-            Refusal::Full => BusError::Full { topic: Topic::Orders, partition },
-            Refusal::Unavailable => BusError::Unavailable(format!("partition {partition} is not taking commands")),
-        })
+        pipeline.submit(envelope, waiter).map_err(|(_, r)| refusal(r, partition))
     }
 }
 
@@ -271,7 +366,7 @@ struct Shards {
     stop: Arc<AtomicBool>,
     threads: Vec<JoinHandle<()>>,
     statuses: Vec<(u32, Arc<ShardStatus>)>,
-    pipelines: Vec<Pipeline<CommandEnvelope, Waiter>>,
+    pipelines: Vec<Arc<dyn PipelineView>>,
     syncer: Option<Arc<Syncer>>,
     failed: Arc<AtomicBool>,
 }
@@ -303,16 +398,19 @@ fn supervised(
     })
 }
 
-/// The embedded order path: a ring per partition, waiting for [`start_pipelines`].
-fn pipeline_rings(config: &Config) -> Vec<Pipeline<CommandEnvelope, Waiter>> {
-    (0..config.partitions).map(|_| Pipeline::new(config.pipeline.ring_capacity)).collect()
+/// The embedded order path's rings, waiting for [`start_pipelines`].
+fn pipeline_rings(config: &Config) -> Rings {
+    if config.risk.balances {
+        return Rings::Funded(Pipeline::new(config.pipeline.ring_capacity));
+    }
+    Rings::Plain((0..config.partitions).map(|_| Pipeline::new(config.pipeline.ring_capacity)).collect())
 }
 
 fn start_pipelines(
     config: &Config,
     engine_config: &EngineConfig,
     bus: &Arc<dyn Backbone>,
-    pipelines: Vec<Pipeline<CommandEnvelope, Waiter>>,
+    rings: Rings,
     gateway: &Arc<Gateway>,
     latency: &Arc<Latency>,
     failed_notify: &Arc<Notify>,
@@ -330,25 +428,63 @@ fn start_pipelines(
     let listener = Arc::new(GatewayListener(Arc::clone(gateway)));
     let mut threads = Vec::new();
     let mut statuses = Vec::new();
-    for (partition, pipeline) in (0..config.partitions).zip(&pipelines) {
+    let mut views: Vec<Arc<dyn PipelineView>> = Vec::new();
+    let pipeline_config = |partition: u32| {
         let dir = journal_root(config).join(Topic::Orders.name()).join(format!("{partition:04}"));
         let mut pipeline_config = PipelineConfig::new(partition, dir, snapshot_policy(config, bus, false, partition));
         pipeline_config.journal = config.journal();
         pipeline_config.batch_max = config.pipeline.batch_max;
         pipeline_config.spin = Duration::from_micros(config.pipeline.spin_us);
         pipeline_config.latency = Arc::clone(latency);
-        let machine = Matching::new(engine_config.clone(), partition);
-        let handle =
-            pipeline.spawn(machine, pipeline_config, Arc::clone(bus), Arc::clone(&syncer), Arc::clone(&listener))?;
-        let thread = supervised(format!("watch-{partition}"), partition, &failed, failed_notify, move || {
+        pipeline_config
+    };
+    let mut watch = |partition: u32, handle: JoinHandle<Result<(), tachyon_runtime::ShardError>>| {
+        supervised(format!("watch-{partition}"), partition, &failed, failed_notify, move || {
             handle.join().unwrap_or_else(|_| {
                 Err(tachyon_runtime::ShardError::Inconsistent { partition, reason: "the pipeline panicked".into() })
             })
-        })?;
-        threads.push(thread);
-        statuses.push((partition, Arc::clone(&pipeline.status)));
+        })
+        .map(|thread| threads.push(thread))
+    };
+    match rings {
+        Rings::Plain(pipelines) => {
+            for (partition, pipeline) in (0..config.partitions).zip(pipelines) {
+                let machine = Matching::new(engine_config.clone(), partition);
+                let handle = pipeline.spawn(
+                    machine,
+                    pipeline_config(partition),
+                    Arc::clone(bus),
+                    Arc::clone(&syncer),
+                    Arc::clone(&listener),
+                )?;
+                watch(partition, handle)?;
+                statuses.push((partition, Arc::clone(&pipeline.status)));
+                views.push(Arc::new(pipeline));
+            }
+        }
+        Rings::Funded(pipeline) => {
+            let risk = config.risk_config(engine_config, 0, 1)?;
+            let machine = Funded::new(engine_config.clone(), risk, 0);
+            let handle = pipeline.spawn(
+                machine,
+                pipeline_config(0),
+                Arc::clone(bus),
+                Arc::clone(&syncer),
+                Arc::clone(&listener),
+            )?;
+            watch(0, handle)?;
+            statuses.push((0, Arc::clone(&pipeline.status)));
+            views.push(Arc::new(pipeline));
+        }
     }
-    Ok(Shards { stop: Arc::new(AtomicBool::new(false)), threads, statuses, pipelines, syncer: Some(syncer), failed })
+    Ok(Shards {
+        stop: Arc::new(AtomicBool::new(false)),
+        threads,
+        statuses,
+        pipelines: views,
+        syncer: Some(syncer),
+        failed,
+    })
 }
 
 fn start_shards(
@@ -410,9 +546,23 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    let (mut config, mut roles) = (config, roles);
     let engine_config = config.validate()?;
     if config.risk.balances {
-        bail!("risk.balances: the risk stage is not yet part of the order path in this build (issue 14)");
+        if config.kafka_config().is_some() {
+            bail!(
+                "risk.balances: balances run on the embedded backbone only in this build (tachyon run without --kafka)"
+            );
+        }
+        if config.partitions != 1 {
+            // Funds are per account and books per symbol: one sequenced pipeline holds both.
+            tracing::info!(
+                configured = config.partitions,
+                "balances on: one pipeline runs the risk and matching cores"
+            );
+            config.partitions = 1;
+            roles.shards.retain(|&p| p == 0);
+        }
     }
     if let Some(p) = roles.shards.iter().find(|&&p| p >= config.partitions) {
         bail!("shard {p} does not exist: there are {} partitions (0-{})", config.partitions, config.partitions - 1);
@@ -446,10 +596,15 @@ pub async fn run(
         gateway_config.order_entry = roles.gateway;
         gateway_config.answer_after_market_data = on_kafka && topics.contains(&Topic::MarketData);
         let path = match &rings {
-            Some(rings) => OrderPath::InProcess(Arc::new(Pipelines(rings.clone()))),
+            Some(rings) => OrderPath::InProcess(rings.path()),
             None => OrderPath::Backbone(Arc::clone(&bus)),
         };
         let mut gateway = Gateway::new(gateway_config, symbols, keys, path).with_latency(Arc::clone(&latency));
+        if config.risk.balances {
+            let risk = config.risk_config(&engine_config, 0, 1)?;
+            let assets = risk.assets.iter().map(|a| AssetInfo { name: a.name.clone(), scale: a.scale }).collect();
+            gateway = gateway.with_balances(BalanceConfig { assets });
+        }
         if let (Some(sink), true) = (&postgres, roles.gateway) {
             gateway = gateway.with_history(Arc::new(PostgresHistory(Arc::clone(sink))));
         }

@@ -60,6 +60,14 @@ impl ApiError {
         Some(match reason {
             RejectReason::OrderNotOpen => Self::not_open(),
             RejectReason::NotOrderOwner => Self::not_yours(),
+            RejectReason::InsufficientFunds => Self::bad_request(
+                "insufficient_funds",
+                "the account's available balance does not cover what the order needs held",
+            ),
+            RejectReason::InvalidFunds => Self::bad_request(
+                "invalid_funds",
+                "with balances on, a market buy needs funds, which this exchange does not take yet: use a limit order",
+            ),
             RejectReason::DuplicateClientOrderId => Self::new(
                 StatusCode::CONFLICT,
                 "duplicate_client_order_id",

@@ -10,6 +10,8 @@
 //! - [`orders`]: every account's orders and fills, kept from the engine's executions;
 //!   [`market`]: books, trades, tickers and candles kept from its market data (fed by
 //!   the runtime's feeds or, in one process, by the pipelines directly).
+//! - [`balances`]: balances, fees and the ledger kept from the risk stage's outputs
+//!   (balances on).
 //! - [`history`]: orders and fills beyond memory, from a store (PostgreSQL) when configured.
 //! - [`auth`] (API keys any gateway sharing the secret can verify), [`rate_limit`]
 //!   (per-key token buckets), [`idempotency`] (replay by `Idempotency-Key`), [`error`]
@@ -21,6 +23,7 @@
 //! engine is bounded.
 
 pub mod auth;
+pub mod balances;
 pub mod error;
 pub mod frame;
 pub mod history;
@@ -32,6 +35,7 @@ pub mod orders;
 pub mod path;
 pub mod rate_limit;
 pub mod rest;
+pub mod rest_balances;
 pub mod server;
 pub mod service;
 pub mod symbols;

@@ -12,7 +12,8 @@
 use std::sync::Arc;
 
 use tachyon_bus::{Backbone, BusError};
-use tachyon_proto::wire::{CommandEnvelope, ShardOutput};
+use tachyon_proto::balance::TransferRecord;
+use tachyon_proto::wire::{CommandEnvelope, ShardOutput, TransferEnvelope};
 use tachyon_proto::{Event, OrderId, RejectReason};
 use tokio::sync::oneshot;
 
@@ -24,6 +25,8 @@ pub struct Reply {
     pub rejected: Option<RejectReason>,
     /// The orders a cancel-all cancelled.
     pub cancelled: Vec<OrderId>,
+    /// A deposit's or withdrawal's result (balances on).
+    pub transfer: Option<TransferRecord>,
 }
 
 impl Reply {
@@ -37,6 +40,7 @@ impl Reply {
                 _ => {}
             }
         }
+        reply.transfer = output.transfer;
         reply
     }
 }
@@ -44,8 +48,9 @@ impl Reply {
 /// What a submitted command's request waits on.
 #[derive(Debug)]
 pub enum Waiter {
-    /// `?response=ack`: answered once the command is durable.
-    Ack(oneshot::Sender<Result<(), BusError>>),
+    /// `?response=ack`: answered once the command is durable, or with the reason the
+    /// risk stage refused it (balances on: it decides before the command is acknowledged).
+    Ack(oneshot::Sender<Result<Option<RejectReason>, BusError>>),
     /// `?response=result`: answered with the engine's report.
     Reply(oneshot::Sender<Result<Reply, BusError>>),
 }
@@ -73,6 +78,16 @@ pub trait InProcessPath: Send + Sync + 'static {
     /// [`BusError::Full`] when the partition's queue is full, [`BusError::Unavailable`]
     /// when it failed or stops; the waiter is dropped unanswered.
     fn submit(&self, partition: u32, envelope: CommandEnvelope, waiter: Waiter) -> Result<(), BusError>;
+
+    /// Queues a deposit or withdrawal (balances on); its waiter is answered with the
+    /// transfer's result.
+    ///
+    /// # Errors
+    /// As [`InProcessPath::submit`]; [`BusError::Unavailable`] when balances are off.
+    fn submit_transfer(&self, transfer: TransferEnvelope, waiter: Waiter) -> Result<(), BusError> {
+        drop((transfer, waiter));
+        Err(BusError::Unavailable("balances are off".into()))
+    }
 }
 
 /// Where the gateway's commands go (see the module docs).

@@ -76,6 +76,11 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/orders/{order_id}", get(get_order).delete(cancel_order).patch(amend_order))
         .route("/v1/fills", get(fills))
         .route("/v1/admin/latency", get(admin_latency).delete(admin_latency))
+        .route("/v1/balances", get(crate::rest_balances::balances))
+        .route("/v1/admin/deposits", post(crate::rest_balances::deposit))
+        .route("/v1/admin/withdrawals", post(crate::rest_balances::withdraw))
+        .route("/v1/admin/fees", get(crate::rest_balances::fees))
+        .route("/v1/admin/ledger", get(crate::rest_balances::ledger))
         .route_layer(middleware::from_fn_with_state(state.clone(), authenticate));
     let public = Router::new()
         .route("/healthz", get(healthz))
@@ -125,7 +130,7 @@ async fn authenticate(State(state): State<AppState>, mut request: Request, next:
 }
 
 /// The single place where JSON bodies are parsed: the API's error shape for every failure.
-fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+pub(crate) fn parse_body<T: DeserializeOwned>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
     let bytes = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
@@ -623,7 +628,7 @@ pub async fn not_found() -> ApiError {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Tachyon API", version = "1", description = "The public API of shared/API.md. Prices and quantities are decimal strings; every error is {\"error\": {\"code\", \"message\"}}. The WebSocket at /v1/ws is described in the README."),
-    paths(place_order, place_batch, list_orders, get_order, cancel_order, amend_order, cancel_all, fills, admin_latency, symbols, book, trades, ticker, candles, healthz, readyz, metrics),
+    paths(place_order, place_batch, list_orders, get_order, cancel_order, amend_order, cancel_all, fills, admin_latency, crate::rest_balances::balances, crate::rest_balances::deposit, crate::rest_balances::withdraw, crate::rest_balances::fees, crate::rest_balances::ledger, symbols, book, trades, ticker, candles, healthz, readyz, metrics),
     modifiers(&ApiKeyScheme)
 )]
 #[derive(Debug)]

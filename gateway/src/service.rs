@@ -16,14 +16,16 @@ use axum::http::StatusCode;
 use parking_lot::Mutex;
 use tachyon_bus::BusError;
 use tachyon_proto::api::{Order, OrderRequest, OrderStatus};
+use tachyon_proto::balance::{TransferError, TransferId, TransferKind};
 use tachyon_proto::command::CancelAllCause;
 use tachyon_proto::latency::{Hop, Latency};
-use tachyon_proto::wire::{encode, CommandEnvelope, ShardOutput};
+use tachyon_proto::wire::{encode, CommandEnvelope, ShardOutput, TransferEnvelope};
 use tachyon_proto::{
     AccountId, Amend, Cancel, CancelAll, Command, NewOrder, OrderId, SymbolId, SymbolSpec, Timestamp, Topic,
 };
 use tokio::sync::oneshot;
 
+use crate::balances::{BalanceConfig, Balances, TransferJson, TransferRequest};
 use crate::error::ApiError;
 use crate::history::History;
 use crate::idempotency::{IdempotencyConfig, IdempotencyStore};
@@ -119,6 +121,8 @@ pub struct Gateway {
     ready: AtomicBool,
     latency: Arc<Latency>,
     history: Option<Arc<dyn History>>,
+    /// Balances on: every account's funds, from the risk stage's outputs.
+    pub balances: Option<Balances>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -141,7 +145,7 @@ struct Held {
 /// A command on its way: wait for it with [`Gateway::wait`].
 #[derive(Debug)]
 pub enum Submitted {
-    Ack(oneshot::Receiver<Result<(), BusError>>),
+    Ack(oneshot::Receiver<Result<Option<tachyon_proto::RejectReason>, BusError>>),
     Result { request_id: u64, stamped: Timestamp, reply: oneshot::Receiver<Result<Reply, BusError>> },
 }
 
@@ -181,8 +185,16 @@ impl Gateway {
             ready: AtomicBool::new(false),
             latency: Arc::default(),
             history: None,
+            balances: None,
             config,
         }
+    }
+
+    /// Serves balances (the risk stage runs in front of matching).
+    #[must_use]
+    pub fn with_balances(mut self, config: BalanceConfig) -> Self {
+        self.balances = Some(Balances::new(config));
+        self
     }
 
     /// Opens for business: the order-id counter continues above every id seen and above
@@ -229,7 +241,7 @@ impl Gateway {
     /// Called by the executions feed for every record, in order (the backbone path):
     /// applies it and answers the request waiting for it, if it is this gateway's.
     pub fn on_execution(&self, output: &ShardOutput) {
-        if !self.orders.apply(output) || output.gateway_id != self.config.gateway_id {
+        if !self.apply_execution(output) || output.gateway_id != self.config.gateway_id {
             return;
         }
         let Some(waiter) = self.pending.lock().remove(&output.request_id) else { return };
@@ -277,9 +289,19 @@ impl Gateway {
                 }
             }
             _ => {
-                self.orders.apply(output);
+                self.apply_execution(output);
             }
         }
+    }
+
+    /// Applies an executions record to the order store and the balances; `false` when the
+    /// store had it already (then the balances did too).
+    fn apply_execution(&self, output: &ShardOutput) -> bool {
+        let fresh = self.orders.apply(output);
+        if let (true, Some(balances)) = (fresh, &self.balances) {
+            balances.apply(output);
+        }
+        fresh
     }
 
     /// Answers a waiter of the in-process path: its command is durable and `execution`
@@ -287,7 +309,16 @@ impl Gateway {
     pub fn answer(&self, waiter: Waiter, execution: Option<&ShardOutput>, stamped: Timestamp) {
         self.latency.since(Hop::Ack, stamped);
         match waiter {
-            Waiter::Ack(tx) => drop(tx.send(Ok(()))),
+            Waiter::Ack(tx) => {
+                // The risk stage's refusals are known by now: say so rather than "pending".
+                let refused = execution.and_then(|o| Reply::of(o).rejected).filter(|r| {
+                    matches!(
+                        r,
+                        tachyon_proto::RejectReason::InsufficientFunds | tachyon_proto::RejectReason::InvalidFunds
+                    )
+                });
+                drop(tx.send(Ok(refused)));
+            }
             Waiter::Reply(tx) => {
                 let reply = execution.map(Reply::of).ok_or_else(|| BusError::Unavailable("no report".into()));
                 let _ = tx.send(reply);
@@ -358,7 +389,7 @@ impl Gateway {
                 let ack: tachyon_bus::Ack = match waiter {
                     Waiter::Ack(tx) => Box::new(move |r| {
                         latency.since(Hop::Ack, stamped);
-                        let _ = tx.send(r.map(drop));
+                        let _ = tx.send(r.map(|_| None));
                     }),
                     Waiter::Reply(tx) => {
                         self.pending.lock().insert(request_id, tx);
@@ -380,7 +411,10 @@ impl Gateway {
         let timeout = self.config.reply_timeout;
         match submitted {
             Submitted::Ack(rx) => match tokio::time::timeout(timeout, rx).await {
-                Ok(Ok(Ok(()))) => Ok(Outcome::Durable),
+                Ok(Ok(Ok(None))) => Ok(Outcome::Durable),
+                Ok(Ok(Ok(Some(rejected)))) => {
+                    Ok(Outcome::Reply(Reply { rejected: Some(rejected), ..Reply::default() }))
+                }
                 Ok(Ok(Err(e))) => Err(e.into()),
                 Ok(Err(_)) => Err(ApiError::unavailable("the backbone dropped the command")),
                 Err(_) => Ok(Outcome::TimedOut),
@@ -652,5 +686,83 @@ impl Gateway {
     /// Outstanding `?response=result` waits.
     pub fn pending_replies(&self) -> usize {
         self.pending.lock().len()
+    }
+
+    /// The balances view, or 404 when balances are off.
+    ///
+    /// # Errors
+    /// 404 `not_found` when the exchange runs without balances.
+    pub fn balances(&self) -> Result<&Balances, ApiError> {
+        self.balances.as_ref().ok_or_else(|| {
+            ApiError::new(StatusCode::NOT_FOUND, "not_found", "balances are off on this exchange ([risk] balances)")
+        })
+    }
+
+    /// Validates a deposit or withdrawal and waits for its result.
+    ///
+    /// # Errors
+    /// 400 for an invalid account, asset, amount or transfer id and for a withdrawal above
+    /// `available` (`insufficient_funds`); 409 `duplicate_transfer_id` for an id used with
+    /// another body; 404 when balances are off; 503 when the order path is unavailable or
+    /// the answer does not come in time.
+    pub async fn transfer(&self, kind: TransferKind, request: &TransferRequest) -> Result<TransferJson, ApiError> {
+        let balances = self.balances()?;
+        let account = AccountId::parse(&request.account_id)
+            .map_err(|e| ApiError::bad_request("invalid_account", format!("account_id {e}")))?;
+        let asset = balances.config.asset(&request.asset).ok_or_else(|| {
+            ApiError::bad_request("unknown_asset", format!("asset {:?} is not configured", request.asset))
+        })?;
+        let amount = balances.config.parse(asset, &request.amount).ok_or_else(|| {
+            let scale = balances.config.assets[usize::from(asset)].scale;
+            ApiError::bad_request(
+                "invalid_amount",
+                format!("amount must be a positive decimal with at most {scale} decimal places"),
+            )
+        })?;
+        let transfer_id = TransferId::parse(&request.transfer_id)
+            .map_err(|e| ApiError::bad_request("invalid_transfer_id", e.to_string()))?;
+        if !self.ready.load(Ordering::Acquire) {
+            return Err(ApiError::unavailable("the exchange is starting up (recovering its journal)"));
+        }
+        let OrderPath::InProcess(path) = &self.path else {
+            return Err(ApiError::unavailable("transfers need the risk stage in this process"));
+        };
+        let request_id = self.next_request.fetch_add(1, Ordering::Relaxed);
+        let timestamp = Timestamp::now();
+        let envelope = TransferEnvelope {
+            request_id,
+            gateway_id: self.config.gateway_id,
+            timestamp,
+            kind,
+            transfer_id,
+            account,
+            asset,
+            amount,
+        };
+        let (tx, rx) = oneshot::channel();
+        path.submit_transfer(envelope, Waiter::Reply(tx)).map_err(ApiError::from)?;
+        let submitted = Submitted::Result { request_id, stamped: timestamp, reply: rx };
+        let reply = match self.wait(submitted).await? {
+            Outcome::Reply(reply) => reply,
+            Outcome::Durable | Outcome::TimedOut => {
+                return Err(ApiError::unavailable("no answer in time: retry with the same transfer_id"))
+            }
+        };
+        let record = reply.transfer.ok_or_else(|| ApiError::unavailable("the transfer was not answered"))?;
+        match record.error {
+            None => Ok(balances.transfer_json(&record)),
+            Some(TransferError::InsufficientFunds) => Err(ApiError::bad_request(
+                "insufficient_funds",
+                "the withdrawal is above the account's available balance",
+            )),
+            Some(TransferError::DuplicateTransferId) => Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "duplicate_transfer_id",
+                "transfer_id was used before with another body",
+            )),
+            Some(TransferError::InvalidAmount | TransferError::UnknownAsset) => {
+                Err(ApiError::bad_request("invalid_amount", "the amount would overflow the balance"))
+            }
+        }
     }
 }

@@ -192,6 +192,62 @@ pub async fn call(target: &Target, method: &str, path: &str, key: Option<&str>) 
     Ok((head.status, conn.body(&head).to_vec()))
 }
 
+/// One request with a JSON body on a fresh connection: status and body.
+///
+/// # Errors
+/// Connection or protocol errors.
+pub async fn send(target: &Target, method: &str, path: &str, key: &str, body: &[u8]) -> io::Result<(u16, Vec<u8>)> {
+    let mut conn = Conn::connect(target.addr).await?;
+    let mut req = Vec::new();
+    write_request(&mut req, method, path, &target.host, Some(key), Some(body));
+    let head = conn.roundtrip(&req).await?;
+    Ok((head.status, conn.body(&head).to_vec()))
+}
+
+/// Deposits `amount` of every asset the server's symbols trade to each account of `keys`
+/// (a server with balances on; `admin_key` must be an admin's). Idempotent: the transfer
+/// ids are derived from the account, the asset and the amount, so a second run with the
+/// same amount moves nothing. Returns the deposits made or replayed.
+///
+/// # Errors
+/// The server is unreachable, has no balances, or refuses a deposit.
+pub fn fund(url: &str, admin_key: &str, keys: &[String], amount: &str) -> Result<usize> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async {
+        let target = Target::resolve(url).await?;
+        let (status, body) = get(&target, "/v1/symbols").await?;
+        anyhow::ensure!(status == 200, "GET /v1/symbols answered {status}");
+        let symbols: Vec<serde_json::Value> = serde_json::from_slice(&body)?;
+        let mut assets: Vec<String> = Vec::new();
+        for s in &symbols {
+            let name = s["symbol"].as_str().unwrap_or_default();
+            for asset in name.split('-') {
+                if !asset.is_empty() && !assets.iter().any(|a| a == asset) {
+                    assets.push(asset.to_owned());
+                }
+            }
+        }
+        let mut done = 0;
+        for key in keys {
+            // Keys read `tk1.<account>.<tag>`.
+            let account = key.split('.').nth(1).ok_or_else(|| anyhow::anyhow!("a key without an account"))?;
+            for asset in &assets {
+                let transfer_id = format!("lt-fund-{account}-{asset}-{}", amount.replace('.', "_"));
+                let body = serde_json::json!({"account_id": account, "asset": asset, "amount": amount, "transfer_id": transfer_id});
+                let (status, answer) =
+                    send(&target, "POST", "/v1/admin/deposits", admin_key, body.to_string().as_bytes()).await?;
+                anyhow::ensure!(
+                    status == 200,
+                    "depositing {amount} {asset} to {account}: {status} {}",
+                    String::from_utf8_lossy(&answer)
+                );
+                done += 1;
+            }
+        }
+        Ok(done)
+    })
+}
+
 /// The server's hop latency histograms (`/v1/admin/latency`, needs an admin key);
 /// `reset` clears them after reading. `None` when the target has no such endpoint.
 pub fn server_hops(url: &str, admin_key: &str, reset: bool) -> Option<serde_json::Value> {

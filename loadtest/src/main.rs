@@ -57,6 +57,10 @@ struct LoadArgs {
     /// File of API keys, one per line (instead of --data-dir).
     #[arg(long)]
     keys_file: Option<PathBuf>,
+    /// Before the load, deposit this much of every asset to each account (servers with
+    /// balances on; the `admin` key of --data-dir must be an admin's).
+    #[arg(long, value_name = "AMOUNT")]
+    fund: Option<String>,
     /// Accounts to spread the load over (default: one per 500 orders/s of peak rate, at
     /// least 8, so the default per-key rate limit of 1,000/s is never hit).
     #[arg(long)]
@@ -248,6 +252,7 @@ fn real_main() -> Result<i32> {
             let (config, judge) = run_config(&args.load, &schedule)?;
             let keys = load_keys(&args.load, schedule.peak_rate())?;
             let admin = admin_key(&args.load);
+            fund(&args.load, &config.target, admin.as_deref(), &keys)?;
             if let Some(admin) = &admin {
                 http::server_hops(&config.target, admin, true);
             }
@@ -267,6 +272,7 @@ fn real_main() -> Result<i32> {
             let (config, judge) = run_config(&args.load, &Schedule::constant(args.start, args.step_duration)?)?;
             let keys = load_keys(&args.load, args.max)?;
             let admin = admin_key(&args.load);
+            fund(&args.load, &config.target, admin.as_deref(), &keys)?;
             let report = sweep::sweep(
                 &config,
                 &steps,
@@ -381,6 +387,15 @@ fn run_config(load: &LoadArgs, schedule: &Schedule) -> Result<(RunConfig, Judgem
         ..Judgement::default()
     };
     Ok((config, judge))
+}
+
+/// `--fund`: deposits to every account before the load.
+fn fund(load: &LoadArgs, target: &str, admin: Option<&str>, keys: &[String]) -> Result<()> {
+    let Some(amount) = &load.fund else { return Ok(()) };
+    let admin = admin.context("--fund needs the admin key: give --data-dir")?;
+    let done = http::fund(target, admin, keys, amount)?;
+    print_out(&format!("funded {} accounts ({done} deposits of {amount})", keys.len()));
+    Ok(())
 }
 
 /// The `admin` account's key, minted from the data dir (for the server's hop histograms).

@@ -15,7 +15,7 @@ use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use thiserror::Error;
 
-use crate::balance::{BalanceUpdate, FillFee, TransferRecord};
+use crate::balance::{BalanceUpdate, FillFee, TransferId, TransferKind, TransferRecord};
 use crate::command::{Command, NewOrder};
 use crate::event::Event;
 use crate::ids::{AccountId, ClientOrderId};
@@ -54,6 +54,45 @@ pub struct CommandEnvelope {
     /// Set when an upstream stage forwarded it (encoded as [`FORMAT_FORWARDED_V3`]; a
     /// gateway's own command keeps the [`FORMAT_V1`] bytes it always had).
     pub origin: Option<Origin>,
+}
+
+/// A deposit or withdrawal as it travels on the input log ([`FORMAT_TRANSFER_V4`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
+#[rkyv(derive(Debug))]
+pub struct TransferEnvelope {
+    pub request_id: u64,
+    pub gateway_id: u32,
+    pub timestamp: Timestamp,
+    pub kind: TransferKind,
+    pub transfer_id: TransferId,
+    pub account: AccountId,
+    pub asset: u16,
+    pub amount: u64,
+}
+
+/// Appends a transfer's payload to `out`.
+///
+/// # Errors
+/// As [`encode_into`].
+pub fn encode_transfer_into(value: &TransferEnvelope, out: &mut Vec<u8>) -> Result<(), WireError> {
+    encode_into(value, FORMAT_TRANSFER_V4, out)
+}
+
+/// Decodes and validates a transfer.
+///
+/// # Errors
+/// [`WireError`] for a payload of another format, corrupt, or with invalid ids.
+pub fn decode_transfer(payload: &[u8]) -> Result<TransferEnvelope, WireError> {
+    let (&format, archive) = payload.split_first().ok_or(WireError::Empty)?;
+    if format != FORMAT_TRANSFER_V4 {
+        return Err(WireError::UnknownFormat(format));
+    }
+    let t: TransferEnvelope = decode_raw(archive)?;
+    check_account(t.account)?;
+    if !t.transfer_id.is_canonical() {
+        return Err(WireError::InvalidField("transfer_id"));
+    }
+    Ok(t)
 }
 
 /// The archive of a [`FORMAT_V1`] command.
@@ -500,8 +539,8 @@ mod tests {
         funded.balances.push(BalanceUpdate { account: alice, asset: 1, available: 5, hold: 7 });
         funded.fees.push(FillFee { trade_id: TradeId(3), account: alice, asset: 1, fee: 2 });
         funded.transfer = Some(TransferRecord {
-            kind: crate::balance::TransferKind::Deposit,
-            transfer_id: crate::balance::TransferId::parse("dep-1").expect("valid"),
+            kind: TransferKind::Deposit,
+            transfer_id: TransferId::parse("dep-1").expect("valid"),
             account: alice,
             asset: 1,
             amount: 12,

@@ -9,8 +9,8 @@
 //!   that journals a batch with one write, applies it while a group syncer makes it
 //!   durable, and hands it to in-process listeners and the output log.
 //! - [`machine`]: the [`Machine`] trait both drivers run ([`matching`]: the engine's
-//!   implementation), [`stage`]: what they share (sequencing, exactly-once recovery,
-//!   snapshots).
+//!   implementation; [`funded`]: the risk core in front of it, balances on), [`stage`]:
+//!   what they share (sequencing, exactly-once recovery, snapshots).
 //! - [`follow`]: the one read → decode → apply loop over a log partition, used by the
 //!   shard, the [`feed`]s and the [`consumer`] readers.
 //! - [`snapshots`]: a shard's snapshots in files or on the backbone.
@@ -26,6 +26,7 @@
 pub mod consumer;
 pub mod feed;
 pub mod follow;
+pub mod funded;
 pub mod lease;
 pub mod machine;
 pub mod matching;
@@ -34,6 +35,7 @@ pub mod shard;
 pub mod snapshots;
 pub mod stage;
 
+pub use funded::{Funded, FundedInput};
 pub use lease::{acquire as acquire_lease, Lease, LeaseConfig};
 pub use machine::{Machine, OutputRecord, Outputs};
 pub use matching::Matching;

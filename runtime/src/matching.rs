@@ -64,6 +64,14 @@ impl Matching {
     pub fn engine(&self) -> &Engine {
         &self.engine
     }
+
+    pub(crate) fn engine_mut(&mut self) -> &mut Engine {
+        &mut self.engine
+    }
+
+    pub(crate) fn partition(&self) -> u32 {
+        self.partition
+    }
 }
 
 impl OutputRecord for ShardOutput {
@@ -190,16 +198,37 @@ struct Split<'a> {
     out: &'a mut Outputs<ShardOutput>,
 }
 
-impl Split<'_> {
-    fn record(&mut self, topic: Topic, input: &CommandEnvelope) -> &mut ShardOutput {
-        let offset = self.first_offset + self.next as u64;
-        let record = self.out.push(topic);
-        record.partition = self.partition;
+/// Writes one command's output records: its executions record (its private events,
+/// `extra` fills in more) and, when it changed public market data, its market-data record.
+pub(crate) fn write_records(
+    out: &mut Outputs<ShardOutput>,
+    partition: u32,
+    offset: u64,
+    input: &CommandEnvelope,
+    events: &[Event],
+    extra: impl FnOnce(&mut ShardOutput),
+) {
+    let public = events.iter().any(Event::is_public);
+    let stamp = |record: &mut ShardOutput| {
+        record.partition = partition;
         record.input_offset = offset;
         record.request_id = input.request_id;
         record.gateway_id = input.gateway_id;
         record.timestamp = input.command.timestamp();
-        record
+    };
+    let execution = out.push(Topic::Executions);
+    stamp(execution);
+    execution.market_data = public;
+    execution.rejected = match input.command {
+        Command::New(order) if events.iter().any(|e| matches!(e, Event::Rejected(_))) => Some(order),
+        _ => None,
+    };
+    execution.events.extend(events.iter().filter(|e| e.is_private()).copied());
+    extra(execution);
+    if public {
+        let md = out.push(Topic::MarketData);
+        stamp(md);
+        md.events.extend(events.iter().filter(|e| e.is_public()).copied());
     }
 }
 
@@ -210,22 +239,9 @@ impl EventSink for Split<'_> {
     }
 
     fn end_command(&mut self) {
-        let input = self.inputs[self.next];
-        let public = self.events.iter().any(Event::is_public);
-        let rejected = match input.command {
-            Command::New(order) if self.events.iter().any(|e| matches!(e, Event::Rejected(_))) => Some(order),
-            _ => None,
-        };
-        let events = std::mem::take(self.events);
-        let record = self.record(Topic::Executions, &input);
-        record.market_data = public;
-        record.rejected = rejected;
-        record.events.extend(events.iter().filter(|e| e.is_private()).copied());
-        if public {
-            let record = self.record(Topic::MarketData, &input);
-            record.events.extend(events.iter().filter(|e| e.is_public()).copied());
-        }
-        *self.events = events;
+        let input = &self.inputs[self.next];
+        let offset = self.first_offset + self.next as u64;
+        write_records(self.out, self.partition, offset, input, self.events, |_| {});
         self.events.clear();
         self.out.end_input();
         self.next += 1;

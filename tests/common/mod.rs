@@ -39,7 +39,11 @@ impl Server {
 
     /// Starts with the test defaults changed by `adjust`, and waits until it is ready.
     pub async fn start_with(adjust: impl FnOnce(&mut Config)) -> Self {
-        let dir = tempfile::tempdir().expect("tempdir");
+        Self::start_in(tempfile::tempdir().expect("tempdir"), adjust).await
+    }
+
+    /// Starts on `dir` (a fresh one, or a stopped server's).
+    pub async fn start_in(dir: tempfile::TempDir, adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = test_config(dir.path());
         adjust(&mut config);
         let keys = KeyRing::load_or_create(dir.path()).expect("key secret");
@@ -90,6 +94,16 @@ impl Server {
             let _ = stop.send(());
         }
         self.task.take().expect("running").await.expect("exchange task")
+    }
+
+    /// Stops gracefully and starts again on the same data directory.
+    pub async fn restart(mut self, adjust: impl FnOnce(&mut Config)) -> Self {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.task.take().expect("running").await.expect("exchange task").expect("stops cleanly");
+        let dir = std::mem::replace(&mut self.dir, tempfile::tempdir().expect("tempdir"));
+        Self::start_in(dir, adjust).await
     }
 }
 
