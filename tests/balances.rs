@@ -55,6 +55,9 @@ async fn without_balances_the_balance_routes_are_not_there_and_orders_need_no_fu
     alice.get("/v1/balances").await.expect_error(404, "not_found");
     let order = alice.limit("BTC-USD", "buy", "30000.00", "1").await;
     assert_eq!(order["status"], "new");
+    // Fills carry no fee fields with balances off (the v1 shape, unchanged).
+    let fill = server.client("bob").limit("BTC-USD", "sell", "30000.00", "1").await;
+    assert_eq!(fill["fills"][0].as_object().map(|f| f.contains_key("fee")), Some(false), "{fill}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,6 +140,16 @@ async fn orders_hold_funds_fills_settle_both_sides_with_fees_and_a_restart_keeps
     // 10 bps = 6, bob (taker) 20 bps = 12.
     let ask = bob.limit("BTC-USD", "sell", "29000.00", "0.2").await;
     assert_eq!(ask["status"], "filled");
+    // Fills say what each side paid, in the QUOTE asset.
+    assert_eq!(
+        (&ask["fills"][0]["fee"], &ask["fills"][0]["fee_asset"]),
+        (&json!("12.00000000"), &json!("USD")),
+        "{ask}"
+    );
+    let maker = alice.get(&format!("/v1/orders/{}", bid["order_id"].as_str().expect("id"))).await.body;
+    assert_eq!(maker["fills"][0]["fee"], "6.00000000", "{maker}");
+    let fills = alice.get("/v1/fills").await.body;
+    assert_eq!((&fills[0]["fee"], &fills[0]["fee_asset"]), (&json!("6.00000000"), &json!("USD")), "{fills}");
     assert_eq!(balance(&alice, "BTC").await, pair("0.20000000", "0.00000000"));
     // 0.3 left at 30,000 holds 9,018; 40,000 − 6,006 − 9,018 available.
     assert_eq!(balance(&alice, "USD").await, pair("24976.00000000", "9018.00000000"));

@@ -193,6 +193,20 @@ impl Gateway {
     /// Serves balances (the risk stage runs in front of matching).
     #[must_use]
     pub fn with_balances(mut self, config: BalanceConfig) -> Self {
+        // Names live as long as the process; a handful, leaked once at start-up.
+        let names: Vec<&'static str> =
+            config.assets.iter().map(|a| &*Box::leak(a.name.clone().into_boxed_str())).collect();
+        let quote = self
+            .symbols
+            .all()
+            .iter()
+            .filter_map(|spec| {
+                let (_, quote) = spec.name.split_once('-')?;
+                let asset = config.asset(quote)?;
+                Some((spec.id, (asset, config.assets[usize::from(asset)].scale, names[usize::from(asset)])))
+            })
+            .collect();
+        self.orders.charge_fees(quote);
         self.balances = Some(Balances::new(config));
         self
     }

@@ -194,6 +194,12 @@ pub struct OrderFill {
     pub quantity: String,
     pub liquidity: Liquidity,
     pub timestamp: String,
+    /// The fee this side paid (balances on; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<String>,
+    /// The asset of `fee`: the symbol's QUOTE (balances on; absent otherwise).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_asset: Option<String>,
 }
 
 /// The order object of `POST/GET/DELETE/PATCH /v1/orders…`.
@@ -232,6 +238,11 @@ pub struct AccountFill {
     pub quantity: String,
     pub liquidity: Liquidity,
     pub timestamp: String,
+    /// As in [`OrderFill`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fee_asset: Option<String>,
 }
 
 /// `GET /v1/book/{symbol}`: levels as `[price, quantity]`, best first.

@@ -19,6 +19,25 @@ pub struct FillRecord {
     pub qty: Qty,
     pub liquidity: Liquidity,
     pub timestamp: Timestamp,
+    /// What this side paid in fees (balances on).
+    pub fee: Option<FeeRecord>,
+}
+
+/// A fill's fee: an amount on its asset's scale, and the asset's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeeRecord {
+    pub amount: u64,
+    pub scale: u32,
+    /// Asset names are configured once per process and live as long as it.
+    pub asset: &'static str,
+}
+
+impl FeeRecord {
+    fn render(&self) -> (Option<String>, Option<String>) {
+        let amount = crate::fixed::Step::new(1, self.scale)
+            .map_or_else(|_| self.amount.to_string(), |s| s.format_fixed(self.amount.min(i64::MAX as u64) as i64));
+        (Some(amount), Some(self.asset.to_owned()))
+    }
 }
 
 /// An order and everything that happened to it.
@@ -156,12 +175,15 @@ impl OrderRecord {
 }
 
 fn render_fill(f: &FillRecord, spec: &SymbolSpec) -> OrderFill {
+    let (fee, fee_asset) = f.fee.as_ref().map(FeeRecord::render).unwrap_or_default();
     OrderFill {
         trade_id: f.trade_id.0.to_string(),
         price: spec.format_price(f.price),
         quantity: spec.format_qty(f.qty),
         liquidity: f.liquidity,
         timestamp: f.timestamp.to_rfc3339(),
+        fee,
+        fee_asset,
     }
 }
 
@@ -185,6 +207,8 @@ impl AccountFillRecord {
             quantity: spec.format_qty(self.fill.qty),
             liquidity: self.fill.liquidity,
             timestamp: self.fill.timestamp.to_rfc3339(),
+            fee: self.fill.fee.as_ref().and_then(|f| f.render().0),
+            fee_asset: self.fill.fee.as_ref().and_then(|f| f.render().1),
         }
     }
 }
@@ -253,6 +277,7 @@ pub fn effects(event: &Event, rejected: Option<&NewOrder>) -> impl Iterator<Item
                 qty: t.qty,
                 liquidity,
                 timestamp: t.timestamp,
+                fee: None,
             };
             out[0] = Some(Effect::Fill {
                 order_id: t.maker_order_id,

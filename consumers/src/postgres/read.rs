@@ -40,6 +40,8 @@ impl PostgresSink {
                 qty: Qty(u64::try_from(f.get::<_, i64>(2)).unwrap_or_default()),
                 liquidity: Liquidity::from_code(f.get(3)).unwrap_or(Liquidity::Taker),
                 timestamp: Timestamp(f.get::<_, i64>(4).saturating_mul(1_000)),
+                // Fees are not persisted yet (balances on is embedded-only).
+                fee: None,
             });
         }
         let record = stored.record;
@@ -81,6 +83,7 @@ impl PostgresSink {
                         qty: Qty(u64::try_from(r.get::<_, i64>(5)).ok()?),
                         liquidity: Liquidity::from_code(r.get(6))?,
                         timestamp: Timestamp(r.get::<_, i64>(7).saturating_mul(1_000)),
+                        fee: None,
                     },
                 };
                 Some(record.render(self.symbols.spec(symbol).ok()?))

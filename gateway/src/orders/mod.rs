@@ -11,9 +11,9 @@ use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
 use tachyon_proto::api::{Order, OrderStatus};
-use tachyon_proto::order::{effects, Effect};
+use tachyon_proto::order::{effects, Effect, FeeRecord};
 use tachyon_proto::wire::ShardOutput;
-use tachyon_proto::{AccountId, ClientOrderId, Event, NewOrder, OrderId, SymbolId};
+use tachyon_proto::{AccountId, ClientOrderId, Event, NewOrder, OrderId, SymbolId, TradeId};
 use tokio::sync::mpsc;
 
 pub use tachyon_proto::order::{AccountFillRecord, FillRecord, OrderRecord};
@@ -57,6 +57,9 @@ type Subscriber = (u64, mpsc::Sender<Arc<Order>>);
 pub struct OrderStore {
     symbols: Arc<Symbols>,
     limits: StoreLimits,
+    /// Balances on: per symbol id, its QUOTE asset's index, scale and name, so fills carry
+    /// the fee each side paid.
+    fees: std::sync::OnceLock<FeeAssets>,
     inner: RwLock<Inner>,
     subscribers: Mutex<HashMap<AccountId, Vec<Subscriber>>>,
 }
@@ -69,7 +72,19 @@ impl std::fmt::Debug for OrderStore {
 
 impl OrderStore {
     pub fn new(symbols: Arc<Symbols>, limits: StoreLimits) -> Self {
-        Self { symbols, limits, inner: RwLock::new(Inner::default()), subscribers: Mutex::new(HashMap::new()) }
+        Self {
+            symbols,
+            limits,
+            fees: std::sync::OnceLock::new(),
+            inner: RwLock::new(Inner::default()),
+            subscribers: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Fills carry fees from here on (balances on): `quote` gives a symbol's QUOTE asset
+    /// as (index, scale, name).
+    pub fn charge_fees(&self, quote: HashMap<SymbolId, (u16, u32, &'static str)>) {
+        let _ = self.fees.set(FeeAssets { quote });
     }
 
     /// Applies one executions record; returns `false` for a duplicate.
@@ -82,8 +97,9 @@ impl OrderStore {
                 return false;
             }
             *last = output.seq;
+            let fee_of = |trade, account, symbol| self.fees.get().and_then(|f| f.fee(output, trade, account, symbol));
             for event in &output.events {
-                inner.apply(event, output.rejected.as_ref(), self.limits, &mut changed);
+                inner.apply(event, output.rejected.as_ref(), self.limits, &fee_of, &mut changed);
             }
             inner.evict(self.limits);
         }
@@ -227,8 +243,36 @@ impl OrderStore {
     }
 }
 
+/// Each symbol's QUOTE asset, for fees (see [`OrderStore::charge_fees`]).
+struct FeeAssets {
+    quote: HashMap<SymbolId, (u16, u32, &'static str)>,
+}
+
+impl FeeAssets {
+    /// What `account` paid on `trade` according to `output` (0 when it lists nothing).
+    fn fee(&self, output: &ShardOutput, trade: TradeId, account: AccountId, symbol: SymbolId) -> Option<FeeRecord> {
+        let &(asset, scale, name) = self.quote.get(&symbol)?;
+        let amount = output
+            .fees
+            .iter()
+            .find(|f| f.trade_id == trade && f.account == account && f.asset == asset)
+            .map_or(0, |f| f.fee);
+        Some(FeeRecord { amount, scale, asset: name })
+    }
+}
+
+/// A fill's fee, by trade, account and symbol.
+type FeeOf<'a> = dyn Fn(TradeId, AccountId, SymbolId) -> Option<FeeRecord> + 'a;
+
 impl Inner {
-    fn apply(&mut self, event: &Event, rejected: Option<&NewOrder>, limits: StoreLimits, changed: &mut Vec<OrderId>) {
+    fn apply(
+        &mut self,
+        event: &Event,
+        rejected: Option<&NewOrder>,
+        limits: StoreLimits,
+        fee_of: &FeeOf<'_>,
+        changed: &mut Vec<OrderId>,
+    ) {
         for effect in effects(event, rejected) {
             let id = effect.order_id();
             match effect {
@@ -249,8 +293,11 @@ impl Inner {
                     }
                     self.orders.insert(id, record);
                 }
-                effect => {
+                mut effect => {
                     let Some(record) = self.orders.get_mut(&id) else { continue };
+                    if let Effect::Fill { fill, .. } = &mut effect {
+                        fill.fee = fee_of(fill.trade_id, record.account, record.symbol);
+                    }
                     record.apply(&effect);
                     if let Effect::Fill { fill, .. } = effect {
                         let entry = AccountFillRecord { order_id: id, symbol: record.symbol, side: record.side, fill };
