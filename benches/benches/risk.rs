@@ -5,15 +5,20 @@
 //! the buy's acceptance, the sell's acceptance with a partial fill against the buy
 //! (settling both sides and both fees), an amend up of the buy (held again), its outcome,
 //! and the buy's cancel (released). Accounts are pre-funded far beyond what the run
-//! spends, so every hold succeeds and the state stays at a steady size.
+//! spends, so every hold succeeds and the state stays at a steady size. After each input
+//! the core's changed balances and fees are taken, as the runtime takes them for its
+//! output records. The same flow on
+//! the reference model (`risk::reference`) is the baseline.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use std::hint::black_box;
+use tachyon_proto::balance::{BalanceUpdate, FillFee};
 use tachyon_proto::symbol::DEFAULT_SYMBOLS;
 use tachyon_proto::{AccountId, OrderId, Price, Qty, Side, SymbolId, SymbolSpec, TradeId};
+use tachyon_risk::reference::ReferenceRisk;
 use tachyon_risk::{
-    AmendHold, AssetId, FeeRates, Fill, Leg, OrderHold, Request, Risk, RiskConfig, Settlement, Transfer, TransferId,
-    TransferKind,
+    AmendHold, AssetId, FeeRates, Fill, Leg, OrderHold, Outcome, Request, Risk, RiskConfig, RiskSnapshot, Settlement,
+    Transfer, TransferId, TransferKind,
 };
 
 #[global_allocator]
@@ -27,20 +32,69 @@ enum Input {
     Settle(Vec<Settlement>),
 }
 
-fn funded() -> (Risk, Vec<AccountId>) {
+/// The risk core and its reference model, driven the same way.
+trait Core {
+    fn request(&mut self, r: &Request) -> Outcome;
+    fn settle(&mut self, partition: u32, seq: u64, batch: &[Settlement]) -> Outcome;
+    fn snapshot(&self) -> RiskSnapshot;
+    /// Takes what the input changed, as the runtime does after each one.
+    fn drain(&mut self) {}
+}
+
+impl Core for Risk {
+    fn request(&mut self, r: &Request) -> Outcome {
+        Risk::request(self, r)
+    }
+    fn settle(&mut self, partition: u32, seq: u64, batch: &[Settlement]) -> Outcome {
+        Risk::settle(self, partition, seq, batch)
+    }
+    fn snapshot(&self) -> RiskSnapshot {
+        Risk::snapshot(self)
+    }
+    fn drain(&mut self) {
+        CHANGES.with_borrow_mut(|(balances, fees)| {
+            balances.clear();
+            fees.clear();
+            self.drain_changes(balances, fees);
+        });
+    }
+}
+
+thread_local! {
+    /// The balance updates and fees of one input (reused, like the runtime's buffers).
+    static CHANGES: std::cell::RefCell<(Vec<BalanceUpdate>, Vec<FillFee>)> = const { std::cell::RefCell::new((Vec::new(), Vec::new())) };
+}
+
+impl Core for ReferenceRisk {
+    fn request(&mut self, r: &Request) -> Outcome {
+        ReferenceRisk::request(self, r)
+    }
+    fn settle(&mut self, partition: u32, seq: u64, batch: &[Settlement]) -> Outcome {
+        ReferenceRisk::settle(self, partition, seq, batch)
+    }
+    fn snapshot(&self) -> RiskSnapshot {
+        ReferenceRisk::snapshot(self)
+    }
+}
+
+fn config() -> RiskConfig {
     let spec = SymbolSpec::from_def(&DEFAULT_SYMBOLS[0]).expect("valid");
     let fees = [FeeRates { maker_bps: 10, taker_bps: 20 }];
-    let mut risk = Risk::new(RiskConfig::build(&[], &[spec], &fees, &[], 0, 1).expect("fits"));
-    let accounts: Vec<AccountId> =
-        (0..ACCOUNTS).map(|i| AccountId::parse(&format!("acct-{i}")).expect("valid")).collect();
+    RiskConfig::build(&[], &[spec], &fees, &[], 0, 1).expect("fits")
+}
+
+fn accounts() -> Vec<AccountId> {
+    (0..ACCOUNTS).map(|i| AccountId::parse(&format!("acct-{i}")).expect("valid")).collect()
+}
+
+fn fund(core: &mut impl Core, accounts: &[AccountId]) {
     for (i, &account) in accounts.iter().enumerate() {
         for asset in [AssetId(0), AssetId(1)] {
             let transfer_id = TransferId::parse(&format!("d{i}-{}", asset.0)).expect("valid");
             let t = Transfer { kind: TransferKind::Deposit, transfer_id, account, asset, amount: 1 << 58 };
-            risk.request(&Request::Transfer(t));
+            core.request(&Request::Transfer(t));
         }
     }
-    (risk, accounts)
 }
 
 fn cycle(accounts: &[AccountId], i: usize) -> Vec<Input> {
@@ -86,30 +140,40 @@ fn cycle(accounts: &[AccountId], i: usize) -> Vec<Input> {
     ]
 }
 
-fn bench(c: &mut Criterion) {
-    let (mut risk, accounts) = funded();
+/// Runs the flow on `core` under `name`; checks it conserved funds and released every hold.
+fn run(group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>, name: &str, mut core: impl Core) {
+    let accounts = accounts();
+    fund(&mut core, &accounts);
     // Order ids repeat every 4,096 cycles; each cycle's orders are done by its end.
     let inputs: Vec<Input> = (0..4_096).flat_map(|i| cycle(&accounts, i)).collect();
     let mut seq = 0u64;
-    let mut group = c.benchmark_group("risk");
     group.throughput(Throughput::Elements(inputs.len() as u64));
-    group.bench_function("funded_flow_1000_accounts", |b| {
+    group.bench_function(name, |b| {
         b.iter(|| {
             for input in &inputs {
                 let outcome = match input {
-                    Input::Request(r) => risk.request(r),
+                    Input::Request(r) => core.request(r),
                     Input::Settle(batch) => {
                         seq += 1;
-                        risk.settle(0, seq, batch)
+                        core.settle(0, seq, batch)
                     }
                 };
+                core.drain();
                 black_box(outcome);
             }
         });
     });
+    let end = core.snapshot();
+    end.check_conservation().expect("the bench conserves funds");
+    assert!(end.orders.is_empty(), "every cycle releases its holds");
+}
+
+fn bench(c: &mut Criterion) {
+    let mut group = c.benchmark_group("risk");
+    run(&mut group, "funded_flow_1000_accounts", Risk::new(config()));
+    // The baseline: the same flow on the reference model (BTreeMaps, i128).
+    run(&mut group, "reference_funded_flow_1000_accounts", ReferenceRisk::new(config()));
     group.finish();
-    risk.check_conservation().expect("the bench conserves funds");
-    assert_eq!(risk.held_orders(), 0, "every cycle releases its holds");
 }
 
 criterion_group!(benches, bench);

@@ -21,7 +21,8 @@ use tachyon_proto::command::CancelAllCause;
 use tachyon_proto::latency::{Hop, Latency};
 use tachyon_proto::wire::{encode, CommandEnvelope, ShardOutput, TransferEnvelope};
 use tachyon_proto::{
-    AccountId, Amend, Cancel, CancelAll, Command, NewOrder, OrderId, SymbolId, SymbolSpec, Timestamp, Topic,
+    AccountId, Amend, Cancel, CancelAll, Command, Event, NewOrder, OrderId, RejectReason, SymbolId, SymbolSpec,
+    Timestamp, Topic,
 };
 use tokio::sync::oneshot;
 
@@ -145,7 +146,7 @@ struct Held {
 /// A command on its way: wait for it with [`Gateway::wait`].
 #[derive(Debug)]
 pub enum Submitted {
-    Ack(oneshot::Receiver<Result<Option<tachyon_proto::RejectReason>, BusError>>),
+    Ack(oneshot::Receiver<Result<Option<RejectReason>, BusError>>),
     Result { request_id: u64, stamped: Timestamp, reply: oneshot::Receiver<Result<Reply, BusError>> },
 }
 
@@ -325,11 +326,15 @@ impl Gateway {
         match waiter {
             Waiter::Ack(tx) => {
                 // The risk stage's refusals are known by now: say so rather than "pending".
-                let refused = execution.and_then(|o| Reply::of(o).rejected).filter(|r| {
-                    matches!(
-                        r,
-                        tachyon_proto::RejectReason::InsufficientFunds | tachyon_proto::RejectReason::InvalidFunds
-                    )
+                let refused = execution.and_then(|o| {
+                    o.events.iter().find_map(|e| match e {
+                        Event::Rejected(r)
+                            if matches!(r.reason, RejectReason::InsufficientFunds | RejectReason::InvalidFunds) =>
+                        {
+                            Some(r.reason)
+                        }
+                        _ => None,
+                    })
                 });
                 drop(tx.send(Ok(refused)));
             }
@@ -472,7 +477,7 @@ impl Gateway {
         let valid = request.validate(spec)?;
         if let Some(c) = valid.client_order_id {
             if self.orders.client_order_id_in_use(account, c) {
-                return Err(ApiError::from_reject(tachyon_proto::RejectReason::DuplicateClientOrderId)
+                return Err(ApiError::from_reject(RejectReason::DuplicateClientOrderId)
                     .expect("duplicate client order id has an API error"));
             }
         }

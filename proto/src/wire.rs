@@ -174,7 +174,7 @@ impl ShardOutput {
     }
 }
 
-/// What a [`FORMAT_OUTPUT_V4`] record adds after its [`FORMAT_OUTPUT_V2`] archive.
+/// What a [`FORMAT_OUTPUT_V4`] record adds after its [`FORMAT_OUTPUT_V2`] payload.
 #[derive(rkyv::Archive, rkyv::Serialize, rkyv::Deserialize)]
 struct FundsV4 {
     balances: Vec<BalanceUpdate>,
@@ -286,8 +286,8 @@ pub fn encode(value: &CommandEnvelope) -> Result<Vec<u8>, WireError> {
 }
 
 /// Appends a shard output's payload to `out`: [`FORMAT_OUTPUT_V2`], or with funds
-/// [`FORMAT_OUTPUT_V4`] = the format byte, the V2 archive's length (u32 LE), the V2
-/// archive, then the funds' archive.
+/// [`FORMAT_OUTPUT_V4`] = the format byte, the length (u32 LE) of the record's V2 payload,
+/// that V2 payload, then the funds' payload.
 ///
 /// # Errors
 /// As [`encode_into`].
@@ -295,20 +295,14 @@ pub fn encode_output_into(value: &ShardOutput, out: &mut Vec<u8>) -> Result<(), 
     if !value.has_funds() {
         return encode_into(value, FORMAT_OUTPUT_V2, out);
     }
-    let start = out.len();
     out.push(FORMAT_OUTPUT_V4);
-    out.extend_from_slice(&[0; 4]);
-    let base = out.len();
-    encode_into(value, FORMAT_OUTPUT_V2, out)?;
-    // `encode_into` wrote its own format byte: drop it, the outer one says it all.
-    out.remove(base);
-    let len = u32::try_from(out.len() - base).map_err(|_| WireError::Corrupt("output too large".into()))?;
-    out[start + 1..start + 5].copy_from_slice(&len.to_le_bytes());
-    let funds = FundsV4 { balances: value.balances.clone(), fees: value.fees.clone(), transfer: value.transfer };
     let at = out.len();
-    encode_into(&funds, FORMAT_OUTPUT_V4, out)?;
-    out.remove(at);
-    Ok(())
+    out.extend_from_slice(&[0; 4]);
+    encode_into(value, FORMAT_OUTPUT_V2, out)?;
+    let len = u32::try_from(out.len() - at - 4).map_err(|_| WireError::Corrupt("output too large".into()))?;
+    out[at..at + 4].copy_from_slice(&len.to_le_bytes());
+    let funds = FundsV4 { balances: value.balances.clone(), fees: value.fees.clone(), transfer: value.transfer };
+    encode_into(&funds, FORMAT_OUTPUT_V4, out)
 }
 
 /// Encodes a shard output for the backbone.
@@ -376,8 +370,9 @@ pub fn decode_output(payload: &[u8]) -> Result<ShardOutput, WireError> {
         FORMAT_OUTPUT_V4 => {
             let (len, rest) = archive.split_first_chunk::<4>().ok_or(WireError::Corrupt("truncated".into()))?;
             let len = u32::from_le_bytes(*len) as usize;
-            let (base, funds) = (rest.get(..len), rest.get(len..));
-            let (Some(base), Some(funds)) = (base, funds) else { return Err(WireError::Corrupt("truncated".into())) };
+            let truncated = || WireError::Corrupt("truncated".into());
+            let base = rest.get(..len).and_then(|b| b.strip_prefix(&[FORMAT_OUTPUT_V2])).ok_or_else(truncated)?;
+            let funds = rest.get(len..).and_then(|f| f.strip_prefix(&[FORMAT_OUTPUT_V4])).ok_or_else(truncated)?;
             let mut out: ShardOutput = decode_raw(base)?;
             let funds: FundsV4 = decode_raw(funds)?;
             if let Some(t) = &funds.transfer {
@@ -552,7 +547,7 @@ mod tests {
         let v4 = encode_output(&funded).expect("encodes");
         assert_eq!(v4[0], FORMAT_OUTPUT_V4);
         assert_eq!(decode_output(&v4), Ok(funded));
-        assert_eq!(&v4[5..5 + bytes.len() - 1], &bytes[1..]);
+        assert_eq!(&v4[5..5 + bytes.len()], &bytes[..]);
         for cut in 0..v4.len() {
             assert!(decode_output(&v4[..cut]).is_err(), "a payload cut at {cut} is an error");
         }

@@ -48,10 +48,9 @@ pub struct FeeTier {
 }
 
 /// One symbol as the risk core sees it.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Market {
     pub symbol: SymbolId,
-    pub name: String,
     pub base: AssetId,
     pub quote: AssetId,
     /// BASE units in one lot.
@@ -236,7 +235,7 @@ impl RiskConfig {
         if max_base > u128::from(u64::MAX >> 8) || max_quote > u128::from(u64::MAX >> 8) {
             return Err(too_large());
         }
-        Ok(Market { symbol: spec.id, name: spec.name.clone(), base, quote, base_per_lot, quote_per_unit, fees })
+        Ok(Market { symbol: spec.id, base, quote, base_per_lot, quote_per_unit, fees })
     }
 
     /// The market of `symbol`, by index.

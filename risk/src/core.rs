@@ -458,7 +458,7 @@ impl Risk {
 
     fn fill(&mut self, f: &Fill) {
         let Some(m) = self.config.market_of(f.symbol) else { return };
-        let market = self.config.markets[usize::from(m)].clone();
+        let market = self.config.markets[usize::from(m)];
         let (Some(n), Some(base)) = (notional(&market, f.price, f.qty), base_amount(&market, f.qty)) else { return };
         let (buyer, seller) = (self.config.owns(f.buy.account), self.config.owns(f.sell.account));
         let (quote_asset, base_asset) = (usize::from(market.quote.0), usize::from(market.base.0));
@@ -515,8 +515,11 @@ impl Risk {
             h.amount -= from_hold;
             h.remaining = leg.remaining;
             if leg.remaining.is_zero() {
-                self.orders.insert(leg.order_id, h);
-                self.done(leg.order_id);
+                // Filled: what is left of its hold goes back.
+                let b = &mut self.balances[i];
+                b.hold -= h.amount;
+                b.available += h.amount;
+                self.orders.remove(&leg.order_id);
             } else {
                 let exact = if h.funds {
                     h.amount

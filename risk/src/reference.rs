@@ -110,7 +110,7 @@ impl ReferenceRisk {
                 if self.orders.contains_key(&o.order_id) {
                     return Outcome::Rejected(RiskReject::DuplicateOrderId);
                 }
-                let m = self.market(market).clone();
+                let m = *self.market(market);
                 let funds = o.side == Side::Buy && o.price.is_none();
                 let amount = if funds {
                     match o.funds {
@@ -151,7 +151,7 @@ impl ReferenceRisk {
                 if o.funds {
                     return Outcome::Forward;
                 }
-                let m = self.market(o.market).clone();
+                let m = *self.market(o.market);
                 let filled = o.qty.0 - o.remaining.0;
                 let remaining = Qty(a.qty.unwrap_or(o.qty).0.saturating_sub(filled));
                 let needed = self.needed(&m, o.account, o.side, a.price.unwrap_or(o.price), remaining);
@@ -245,7 +245,7 @@ impl ReferenceRisk {
 
     fn release_all(&mut self, order_id: OrderId) {
         if let Some(o) = self.orders.remove(&order_id) {
-            let m = self.market(o.market).clone();
+            let m = *self.market(o.market);
             let b = self.bal(o.account, Self::asset_of(&m, o.side));
             b.1 += o.amount;
             b.2 -= o.amount;
@@ -255,7 +255,7 @@ impl ReferenceRisk {
     /// Sets an order's hold to `target`, topping up from available only as far as it goes.
     fn hold_at(&mut self, order_id: OrderId, target: i128) {
         let o = self.orders[&order_id];
-        let m = self.market(o.market).clone();
+        let m = *self.market(o.market);
         let b = self.bal(o.account, Self::asset_of(&m, o.side));
         let change = if target < o.amount { target - o.amount } else { (target - o.amount).min(b.1) };
         b.1 -= change;
@@ -270,7 +270,7 @@ impl ReferenceRisk {
         o.qty = qty;
         o.remaining = remaining;
         let o = *o;
-        let m = self.market(o.market).clone();
+        let m = *self.market(o.market);
         let needed = self.needed(&m, o.account, o.side, price, remaining);
         let target = if o.amends > 0 { needed.max(o.amount) } else { needed };
         self.hold_at(order_id, target);
@@ -278,7 +278,7 @@ impl ReferenceRisk {
 
     fn fill(&mut self, f: &crate::command::Fill) {
         let Some(mi) = self.config.market_of(f.symbol).map(usize::from) else { return };
-        let m = self.market(mi).clone();
+        let m = *self.market(mi);
         let n = Self::notional(&m, f.price, f.qty);
         let base = i128::from(f.qty.0) * i128::from(m.base_per_lot);
         let buyer = self.config.owns(f.buy.account);

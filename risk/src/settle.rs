@@ -44,7 +44,8 @@ pub fn settlement_of(event: &Event) -> Option<Settlement> {
 /// `partitions`.
 pub fn settlements_for(events: &[Event], partition: u32, partitions: u32, out: &mut Vec<Settlement>) {
     for s in events.iter().filter_map(settlement_of) {
-        if s.accounts().into_iter().flatten().any(|a| risk_partition_for(a, partitions) == partition) {
+        if partitions <= 1 || s.accounts().into_iter().flatten().any(|a| risk_partition_for(a, partitions) == partition)
+        {
             out.push(s);
         }
     }

@@ -40,7 +40,6 @@ pub enum FundedInput {
 pub struct Funded {
     matching: Matching,
     risk: Risk,
-    risk_config: RiskConfig,
     /// Engine commands applied: the sequence of their settlement batches.
     settled: u64,
     events: Vec<Event>,
@@ -57,8 +56,7 @@ impl Funded {
     pub fn new(engine: EngineConfig, risk: RiskConfig, partition: u32) -> Self {
         Self {
             matching: Matching::new(engine, partition),
-            risk: Risk::new(risk.clone()),
-            risk_config: risk,
+            risk: Risk::new(risk),
             settled: 0,
             events: Vec::with_capacity(64),
             settlements: Vec::with_capacity(16),
@@ -253,7 +251,7 @@ impl Machine for Funded {
         let risk = rest.get(16 + len..).ok_or("truncated snapshot")?;
         self.matching.restore(matching)?;
         let image = RiskSnapshot::from_bytes(risk).map_err(|e| e.to_string())?;
-        self.risk = Risk::restore(self.risk_config.clone(), &image)?;
+        self.risk = Risk::restore(self.risk.config().clone(), &image)?;
         self.settled = settled;
         Ok(())
     }
