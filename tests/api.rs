@@ -470,3 +470,27 @@ async fn hop_latency_is_exported_as_histograms_and_dumped_for_admins_only() {
     assert_eq!(admin.get("/v1/admin/latency").await.body["hops"]["reply"]["count"], 0);
     server.stop().await.expect("clean stop");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_bounds_are_enforced_and_even_axums_own_errors_have_the_api_shape() {
+    let server = Server::start().await;
+    let alice = server.client("alice");
+    // Out of the documented bounds: 400, never silently clamped.
+    for path in ["/v1/orders?limit=0", "/v1/orders?limit=1001", "/v1/fills?limit=0", "/v1/orders?status=done"] {
+        alice.get(path).await.expect_error(400, "invalid_query");
+    }
+    for path in ["/v1/book/BTC-USD?depth=0", "/v1/book/BTC-USD?depth=10001", "/v1/candles/BTC-USD?interval=2m"] {
+        server.public().get(path).await.expect_error(400, "invalid_query");
+    }
+    assert_eq!(alice.get("/v1/orders?limit=1000&status=open").await.status, StatusCode::OK);
+    assert_eq!(server.public().get("/v1/book/BTC-USD?depth=10000").await.status, StatusCode::OK);
+    // A method the route does not have: 405 in the API's shape, with `Allow`.
+    let answer = alice.raw(Method::PUT, "/v1/admin/latency", None, &[]).await;
+    answer.expect_error(405, "method_not_allowed");
+    let allow = answer.headers.get("allow").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+    assert!(allow.contains("GET") && allow.contains("DELETE"), "Allow: {allow}");
+    // An amend field is a string or absent; null is neither.
+    let answer = alice.raw(Method::PATCH, "/v1/orders/1", Some(br#"{"price": null}"#.to_vec()), &[]).await;
+    answer.expect_error(400, "invalid_request");
+    server.stop().await.expect("clean stop");
+}

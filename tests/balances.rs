@@ -79,7 +79,7 @@ async fn transfers_are_idempotent_admin_only_and_exact_on_the_asset_scale() {
     transfer(&admin, "deposits", "alice", "USD", "0.000000001", "dep-2").await.expect_error(400, "invalid_amount");
     transfer(&admin, "deposits", "alice", "USD", "0", "dep-2").await.expect_error(400, "invalid_amount");
     transfer(&admin, "deposits", "alice", "USD", "-5", "dep-2").await.expect_error(400, "invalid_amount");
-    transfer(&admin, "deposits", "alice", "EUR", "5", "dep-2").await.expect_error(400, "unknown_asset");
+    transfer(&admin, "deposits", "alice", "EUR", "5", "dep-2").await.expect_error(404, "unknown_asset");
     transfer(&admin, "deposits", "alice", "USD", "5", "bad id!").await.expect_error(400, "invalid_transfer_id");
     transfer(&admin, "deposits", "not valid", "USD", "5", "dep-2").await.expect_error(400, "invalid_account");
     transfer(&alice, "deposits", "alice", "USD", "5", "dep-2").await.expect_error(403, "not_admin");

@@ -17,6 +17,11 @@ use tachyon_proto::fixed::Step;
 use tachyon_proto::wire::ShardOutput;
 use tachyon_proto::AccountId;
 
+/// Every transfer amount is below 10^18 units of its asset's scale (below 10^10 at scale
+/// 8): far above any real transfer, and the largest bound a decimal-string pattern can state
+/// for every scale.
+pub const MAX_AMOUNT_UNITS: u64 = 1_000_000_000_000_000_000;
+
 /// An asset as configured: its name and scale.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AssetInfo {
@@ -42,11 +47,12 @@ impl BalanceConfig {
         Step::new(1, scale).map_or_else(|_| amount.to_string(), |s| s.format_fixed(amount.min(i64::MAX as u64) as i64))
     }
 
-    /// Parses a positive amount of `asset`, exactly on its scale.
+    /// Parses a positive amount of `asset`, exactly on its scale and below
+    /// [`MAX_AMOUNT_UNITS`] units of it.
     pub fn parse(&self, asset: u16, text: &str) -> Option<u64> {
         let scale = self.assets.get(usize::from(asset))?.scale;
         let steps = Step::new(1, scale).ok()?.steps(text).ok()?;
-        u64::try_from(steps).ok().filter(|&a| a > 0)
+        u64::try_from(steps).ok().filter(|&a| a > 0 && a < MAX_AMOUNT_UNITS)
     }
 
     pub fn name(&self, asset: u16) -> &str {
@@ -76,12 +82,19 @@ pub struct TransferJson {
 /// A deposit or withdrawal request (`POST /v1/admin/deposits|withdrawals`).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"account_id": "alice", "asset": "USD", "amount": "1000.00", "transfer_id": "dep-1"}))]
 pub struct TransferRequest {
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,20}$")]
     pub account_id: String,
+    /// A configured asset (another → 404 `unknown_asset`).
+    #[schema(pattern = "^[A-Z0-9]{1,15}$")]
     pub asset: String,
-    /// A positive decimal string on the asset's scale.
+    /// A positive decimal string with at most the asset's scale of decimal places (else
+    /// 400 `invalid_amount`).
+    #[schema(pattern = "^[0-9]+(\\.[0-9]+)?$")]
     pub amount: String,
-    /// 1-64 characters of `[A-Za-z0-9_-]`, unique per exchange.
+    /// Unique per exchange: the same id and body again return the first result.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$")]
     pub transfer_id: String,
 }
 

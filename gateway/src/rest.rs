@@ -75,7 +75,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .route("/v1/orders/batch", post(place_batch))
         .route("/v1/orders/{order_id}", get(get_order).delete(cancel_order).patch(amend_order))
         .route("/v1/fills", get(fills))
-        .route("/v1/admin/latency", get(admin_latency).delete(admin_latency))
+        .route("/v1/admin/latency", get(admin_latency).delete(admin_latency_reset))
         .route("/v1/balances", get(crate::rest_balances::balances))
         .route("/v1/admin/deposits", post(crate::rest_balances::deposit))
         .route("/v1/admin/withdrawals", post(crate::rest_balances::withdraw))
@@ -218,29 +218,53 @@ where
     response.into_response()
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ResponseQuery {
-    response: Option<String>,
+/// `?response=` of the order-entry POSTs.
+#[derive(Clone, Copy, Debug, Default, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum ResponseParam {
+    /// Wait for the engine: 201 with the order as matched.
+    #[default]
+    Result,
+    /// Answer 202 `pending` once the order is durable.
+    Ack,
 }
 
-fn response_mode(q: &ResponseQuery) -> Result<ResponseMode, ApiError> {
-    match q.response.as_deref() {
-        None | Some("result") => Ok(ResponseMode::Result),
-        Some("ack") => Ok(ResponseMode::Ack),
-        Some(other) => {
-            Err(ApiError::bad_request("invalid_query", format!("response must be ack or result, not {other:?}")))
-        }
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ResponseQuery {
+    /// `result` (default): wait for the engine and answer 201; `ack`: answer 202 `pending`
+    /// once the order is durable.
+    #[param(inline)]
+    response: Option<ResponseParam>,
+}
+
+fn response_mode(q: &ResponseQuery) -> ResponseMode {
+    match q.response.unwrap_or_default() {
+        ResponseParam::Result => ResponseMode::Result,
+        ResponseParam::Ack => ResponseMode::Ack,
+    }
+}
+
+/// A `limit` or `depth` query value: `default` when absent, else within `1..=max` (the
+/// bounds the document states; outside them 400 `invalid_query`).
+fn bounded(name: &str, value: Option<u32>, default: u32, max: u32) -> Result<usize, ApiError> {
+    match value.unwrap_or(default) {
+        n @ 1.. if n <= max => Ok(n as usize),
+        n => Err(ApiError::bad_request("invalid_query", format!("{name} must be from 1 to {max}, not {n}"))),
     }
 }
 
 #[utoipa::path(post, path = "/v1/orders", tag = "orders", request_body = OrderRequest,
-    params(("response" = Option<String>, Query, description = "`result` (default): wait for the engine; `ack`: answer 202 once durable"),
-           ("Idempotency-Key" = Option<String>, Header, description = "Retries with the same key and body get the first answer")),
-    responses((status = 201, description = "The order as the engine left it, with its immediate fills (status `rejected` with `reject_reason` when the engine refused it)", body = Order),
-              (status = 202, description = "Durable but not yet matched (`?response=ack`, or no engine reply within gateway.reply_timeout_ms): status `pending`", body = Order),
-              (status = 404, description = "Unknown symbol", body = ErrorBody), (status = 409, description = "Duplicate client_order_id, or an idempotent retry still running", body = ErrorBody),
-              (status = 413, description = "Body too large", body = ErrorBody), (status = 422, description = "Idempotency-Key reused with another body", body = ErrorBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+    params(ResponseQuery, IdempotencyKey),
+    responses(
+        (status = 201, description = "The order as the engine left it, with its immediate fills (status `rejected` with `reject_reason` when the engine refused it)", body = Order),
+        (status = 202, description = "Durable but not yet matched (`?response=ack`, or no engine reply within gateway.reply_timeout_ms): status `pending`", body = Order),
+        (status = 400, description = "Invalid field (`invalid_price`, `invalid_quantity`, `quantity_below_min`, `notional_above_max`, `invalid_time_in_force`, …), `insufficient_funds` with balances on, or a bad query or Idempotency-Key", body = ErrorBody),
+        (status = 404, description = "Unknown symbol (`unknown_symbol`)", body = ErrorBody),
+        (status = 409, description = "`duplicate_client_order_id`, or an idempotent retry still running (`idempotency_in_flight`)", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another body (`idempotency_key_reused`)", body = ErrorBody),
+        (status = 503, description = "Order path unavailable (Retry-After)", body = ErrorBody)),
     security(("api_key" = [])))]
 async fn place_order(
     State(state): State<AppState>,
@@ -285,41 +309,116 @@ impl OrderPost<'_> {
     {
         let raw = body.as_ref().map(Bytes::clone).unwrap_or_default();
         let work = async {
-            let mode = response_mode(&parse_query(query)?)?;
+            let mode = response_mode(&parse_query(query)?);
             handle(mode, parse_body(body)?).await
         };
         idempotent(self.state, self.caller, self.headers, self.method, self.path, &raw, work).await
     }
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `POST /v1/orders/batch`.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BatchRequest {
+    /// Order bodies as `POST /v1/orders` takes them, at most limits.max_batch_orders (100
+    /// by default). An entry that is not a valid order gets an error in its place in the
+    /// results; the others still run.
+    #[schema(max_items = 100)]
     orders: Vec<serde_json::Value>,
 }
 
+/// One entry of a batch's results.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // Only the document builds it: the handler writes the JSON directly.
+enum BatchResult {
+    Order(Box<Order>),
+    Error(ErrorBody),
+}
+
+/// The answer to `POST /v1/orders/batch`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+#[allow(dead_code)] // As `BatchResult`.
+struct BatchResults {
+    results: Vec<BatchResult>,
+}
+
+/// The answer to `DELETE /v1/orders`.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+struct CancelledOrders {
+    /// The ids of the orders cancelled.
+    cancelled: Vec<String>,
+}
+
+/// The `Idempotency-Key` header of the order-entry POSTs.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+#[allow(dead_code)] // Read from the headers; the struct only describes it.
+struct IdempotencyKey {
+    /// Retries with the same key and body get the first answer (`Idempotent-Replayed:
+    /// true`); 1-64 printable ASCII characters.
+    #[param(rename = "Idempotency-Key", value_type = String, required = false, pattern = "^[!-~]{1,64}$")]
+    key: Option<String>,
+}
+
+/// The `{order_id}` of `/v1/orders/{order_id}`.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // Axum's `Path` extracts it; the struct only describes it.
+struct OrderIdPath {
+    /// As the order object gives it (decimal digits); another value is an unknown order (404).
+    #[param(pattern = "^[0-9]{1,20}$")]
+    order_id: String,
+}
+
+/// The `{symbol}` of the market-data paths.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+#[allow(dead_code)] // As `OrderIdPath`.
+struct SymbolPath {
+    /// A symbol of `GET /v1/symbols` (another → 404 `unknown_symbol`).
+    #[param(pattern = "^[A-Z0-9-]{1,16}$")]
+    symbol: String,
+}
+
 #[utoipa::path(get, path = "/v1/admin/latency", tag = "admin",
-    description = "Server-side latency per hop (HdrHistogram): exact percentiles in microseconds and each histogram in HdrHistogram's compressed base64 form. `DELETE` answers the same and then resets the histograms. Admin keys only (`gateway.admin_accounts`).",
-    responses((status = 200, description = "`{\"unit\", \"since\", \"hops\": {\"ack\"|\"engine_in\"|\"engine\"|\"reply\"|\"marketdata\": {\"count\", \"mean\", \"p50\", \"p90\", \"p99\", \"p999\", \"p9999\", \"max\", \"hdr\"}}}`", body = serde_json::Value), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody)),
+    description = "Server-side latency per hop (HdrHistogram): exact percentiles in microseconds and each histogram in HdrHistogram's compressed base64 form. Admin keys only (`gateway.admin_accounts`).",
+    responses(
+        (status = 200, description = "`{\"unit\", \"since\", \"hops\": {\"ack\"|\"engine_in\"|\"engine\"|\"reply\"|\"marketdata\": {\"count\", \"mean\", \"p50\", \"p90\", \"p99\", \"p999\", \"p9999\", \"max\", \"hdr\"}}}`", body = serde_json::Value),
+        (status = 403, description = "Not an admin key (`not_admin`)", body = ErrorBody)),
     security(("api_key" = [])))]
-async fn admin_latency(
-    State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    method: Method,
-) -> Response {
+async fn admin_latency(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Response {
+    latency_dump(&state, caller, false)
+}
+
+#[utoipa::path(delete, path = "/v1/admin/latency", tag = "admin",
+    description = "As `GET /v1/admin/latency`, then resets every histogram (to measure one run). Admin keys only.",
+    responses(
+        (status = 200, description = "The histograms as they were before the reset (see `GET`)", body = serde_json::Value),
+        (status = 403, description = "Not an admin key (`not_admin`)", body = ErrorBody)),
+    security(("api_key" = [])))]
+async fn admin_latency_reset(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Response {
+    latency_dump(&state, caller, true)
+}
+
+fn latency_dump(state: &AppState, caller: Caller, reset: bool) -> Response {
     if !state.gateway.config.admin_accounts.contains(&caller.0) {
         return ApiError::new(StatusCode::FORBIDDEN, "not_admin", "this endpoint needs an admin key").into_response();
     }
     let dump = state.gateway.latency().dump();
-    if method == Method::DELETE {
+    if reset {
         state.gateway.latency().reset();
     }
     Json(dump).into_response()
 }
 
-#[utoipa::path(post, path = "/v1/orders/batch", tag = "orders",
-    request_body(content = serde_json::Value, description = "`{\"orders\": [<order body>, …]}`, at most limits.max_batch_orders"),
-    responses((status = 200, description = "`{\"results\": [<order> | {\"error\": …}, …]}` in request order; each order validated and matched independently, in sequence", body = serde_json::Value), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+#[utoipa::path(post, path = "/v1/orders/batch", tag = "orders", request_body = BatchRequest,
+    params(ResponseQuery, IdempotencyKey),
+    responses(
+        (status = 200, description = "One result per order, in request order: the order (as `POST /v1/orders` answers it) or its error; each order is validated and matched independently, in sequence", body = BatchResults),
+        (status = 400, description = "Not `{\"orders\": [...]}`, more than limits.max_batch_orders orders (`too_many_orders`), or a bad query or Idempotency-Key", body = ErrorBody),
+        (status = 409, description = "An idempotent retry still running (`idempotency_in_flight`)", body = ErrorBody),
+        (status = 422, description = "Idempotency-Key reused with another body (`idempotency_key_reused`)", body = ErrorBody)),
     security(("api_key" = [])))]
 async fn place_batch(
     State(state): State<AppState>,
@@ -365,17 +464,54 @@ async fn place_batch(
         .await
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ListQuery {
-    symbol: Option<String>,
-    status: Option<String>,
-    limit: Option<usize>,
+/// `?status=` of `GET /v1/orders`: `open`, or one order status.
+#[derive(Clone, Copy, Debug, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+enum StatusParam {
+    /// Every open order (`new` or `partially_filled`), oldest first.
+    Open,
+    Pending,
+    New,
+    PartiallyFilled,
+    Filled,
+    Cancelled,
+    Rejected,
 }
 
-#[utoipa::path(get, path = "/v1/orders", tag = "orders",
-    params(("symbol" = Option<String>, Query), ("status" = Option<String>, Query, description = "`open`, or any order status"), ("limit" = Option<usize>, Query, description = "1-1000, default 100 (ignored for open)")),
-    responses((status = 200, description = "The account's orders: open ones oldest first; otherwise newest first", body = Vec<Order>), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+impl StatusParam {
+    fn status(self) -> Option<OrderStatus> {
+        Some(match self {
+            Self::Open => return None,
+            Self::Pending => OrderStatus::Pending,
+            Self::New => OrderStatus::New,
+            Self::PartiallyFilled => OrderStatus::PartiallyFilled,
+            Self::Filled => OrderStatus::Filled,
+            Self::Cancelled => OrderStatus::Cancelled,
+            Self::Rejected => OrderStatus::Rejected,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct ListQuery {
+    /// Only this symbol's orders (an unknown symbol → 404 `unknown_symbol`).
+    #[param(pattern = "^[A-Z0-9-]{1,16}$")]
+    symbol: Option<String>,
+    /// `open`: the open orders, oldest first; a status: the orders in it, newest first;
+    /// absent: every order, newest first.
+    #[param(inline)]
+    status: Option<StatusParam>,
+    /// At most this many (default 100; ignored for `open`, which lists them all).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/orders", tag = "orders", params(ListQuery),
+    responses(
+        (status = 200, description = "The account's orders: open ones oldest first; otherwise newest first", body = Vec<Order>),
+        (status = 404, description = "Unknown symbol (`unknown_symbol`)", body = ErrorBody)),
     security(("api_key" = [])))]
 async fn list_orders(
     State(state): State<AppState>,
@@ -385,21 +521,20 @@ async fn list_orders(
     let q = parse_query(query)?;
     let gw = &state.gateway;
     let symbol = gw.symbol_filter(q.symbol.as_deref())?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let orders = match q.status.as_deref() {
-        Some("open") => gw.orders.open_orders(caller.0, symbol),
-        None => gw.orders.orders(caller.0, symbol, None, limit),
-        Some(s) => {
-            let status: OrderStatus = serde_json::from_value(serde_json::Value::String(s.to_string()))
-                .map_err(|_| ApiError::bad_request("invalid_query", format!("unknown status {s:?}")))?;
-            gw.orders.orders(caller.0, symbol, Some(status), limit)
-        }
+    let limit = bounded("limit", q.limit, 100, 1000)?;
+    let orders = match q.status {
+        Some(StatusParam::Open) => gw.orders.open_orders(caller.0, symbol),
+        status => gw.orders.orders(caller.0, symbol, status.and_then(StatusParam::status), limit),
     };
     Ok(ApiResponse::json(StatusCode::OK, &orders))
 }
 
-#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "orders", params(("order_id" = String, Path)),
-    responses((status = 200, description = "The order; `remaining_quantity` is what still works on the book (0 once done)", body = Order), (status = 403, description = "Another account's order", body = ErrorBody), (status = 404, description = "Unknown order", body = ErrorBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+#[utoipa::path(get, path = "/v1/orders/{order_id}", tag = "orders", params(OrderIdPath),
+    responses(
+        (status = 200, description = "The order; `remaining_quantity` is what still works on the book (0 once done)", body = Order),
+        (status = 403, description = "Another account's order (`not_your_order`)", body = ErrorBody),
+        (status = 404, description = "Unknown order (`order_not_found`)", body = ErrorBody),
+        (status = 503, description = "The history store cannot answer (Retry-After)", body = ErrorBody)),
     security(("api_key" = [])))]
 async fn get_order(
     State(state): State<AppState>,
@@ -410,8 +545,14 @@ async fn get_order(
     Ok(ApiResponse::json(StatusCode::OK, &order))
 }
 
-#[utoipa::path(delete, path = "/v1/orders/{order_id}", tag = "orders", params(("order_id" = String, Path)),
-    responses((status = 200, description = "Cancelled", body = Order), (status = 202, description = "No engine reply in time: the order as known", body = Order), (status = 403, description = "Another account's order", body = ErrorBody), (status = 404, description = "Unknown order", body = ErrorBody), (status = 409, description = "order_not_open", body = ErrorBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+#[utoipa::path(delete, path = "/v1/orders/{order_id}", tag = "orders", params(OrderIdPath),
+    responses(
+        (status = 200, description = "Cancelled", body = Order),
+        (status = 202, description = "No engine reply in time: the order as known", body = Order),
+        (status = 403, description = "Another account's order (`not_your_order`)", body = ErrorBody),
+        (status = 404, description = "Unknown order (`order_not_found`)", body = ErrorBody),
+        (status = 409, description = "The order is done (`order_not_open`)", body = ErrorBody),
+        (status = 503, description = "Order path unavailable (Retry-After)", body = ErrorBody)),
     security(("api_key" = [])))]
 async fn cancel_order(
     State(state): State<AppState>,
@@ -425,16 +566,36 @@ async fn cancel_order(
     Ok(ApiResponse::json(status, &order))
 }
 
-#[derive(Debug, Deserialize)]
+/// The body of `PATCH /v1/orders/{order_id}`: a new price, a new quantity, or both.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"quantity": "0.25"}))]
 struct AmendRequest {
+    /// A positive multiple of the symbol's `tick_size`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, pattern = "^[0-9]+(\\.[0-9]+)?$")]
     price: Option<String>,
+    /// A positive multiple of the symbol's `lot_size`, at most `max_quantity`; at or below
+    /// the filled quantity it finishes the order.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false, pattern = "^[0-9]+(\\.[0-9]+)?$")]
     quantity: Option<String>,
 }
 
-#[utoipa::path(patch, path = "/v1/orders/{order_id}", tag = "orders", params(("order_id" = String, Path)),
-    request_body(content = serde_json::Value, description = "`{\"quantity\": \"…\", \"price\": \"…\"}`, either or both"),
-    responses((status = 200, description = "Amended: a lower quantity keeps time priority; a new price or a higher quantity loses it; a quantity at or below the filled one finishes the order", body = Order), (status = 403, description = "Another account's order", body = ErrorBody), (status = 404, description = "Unknown order", body = ErrorBody), (status = 409, description = "order_not_open", body = ErrorBody), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+/// An amend field is absent or a string: `null` is neither a new value nor "unchanged".
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    String::deserialize(d).map(Some)
+}
+
+#[utoipa::path(patch, path = "/v1/orders/{order_id}", tag = "orders", params(OrderIdPath), request_body = AmendRequest,
+    responses(
+        (status = 200, description = "Amended: a lower quantity keeps time priority; a new price or a higher quantity loses it; a quantity at or below the filled one finishes the order", body = Order),
+        (status = 202, description = "No engine reply in time: the order as known", body = Order),
+        (status = 400, description = "Neither field, or an invalid one (`invalid_price`, `invalid_quantity`, `quantity_above_max`, …), or `insufficient_funds` with balances on", body = ErrorBody),
+        (status = 403, description = "Another account's order (`not_your_order`)", body = ErrorBody),
+        (status = 404, description = "Unknown order (`order_not_found`)", body = ErrorBody),
+        (status = 409, description = "The order is done (`order_not_open`)", body = ErrorBody),
+        (status = 503, description = "Order path unavailable (Retry-After)", body = ErrorBody)),
     security(("api_key" = [])))]
 async fn amend_order(
     State(state): State<AppState>,
@@ -450,14 +611,21 @@ async fn amend_order(
     Ok(ApiResponse::json(status, &order))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct SymbolQuery {
+    /// Only this symbol's orders (an unknown symbol → 404 `unknown_symbol`).
+    #[param(pattern = "^[A-Z0-9-]{1,16}$")]
     symbol: Option<String>,
 }
 
-#[utoipa::path(delete, path = "/v1/orders", tag = "orders", params(("symbol" = Option<String>, Query)),
-    responses((status = 200, description = "`{\"cancelled\": [order_id, …]}`", body = serde_json::Value), (status = 202, description = "Some partition did not answer in time: the ids confirmed so far", body = serde_json::Value), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+#[utoipa::path(delete, path = "/v1/orders", tag = "orders", params(SymbolQuery),
+    responses(
+        (status = 200, description = "Every open order of the account (on `symbol`, or on all symbols) cancelled", body = CancelledOrders),
+        (status = 202, description = "Some partition did not answer in time: the ids confirmed so far", body = CancelledOrders),
+        (status = 404, description = "Unknown symbol (`unknown_symbol`)", body = ErrorBody),
+        (status = 503, description = "Order path unavailable (Retry-After)", body = ErrorBody)),
     security(("api_key" = [])))]
 async fn cancel_all(
     State(state): State<AppState>,
@@ -469,18 +637,26 @@ async fn cancel_all(
     let submitted = gw.cancel_all(caller.0, q.symbol.as_deref())?;
     let (complete, cancelled) = gw.cancelled_all(submitted).await?;
     let status = if complete { StatusCode::OK } else { StatusCode::ACCEPTED };
-    Ok(ApiResponse::json(status, &serde_json::json!({ "cancelled": cancelled })))
+    Ok(ApiResponse::json(status, &CancelledOrders { cancelled }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct FillsQuery {
+    /// Only this symbol's fills (an unknown symbol → 404 `unknown_symbol`).
+    #[param(pattern = "^[A-Z0-9-]{1,16}$")]
     symbol: Option<String>,
-    limit: Option<usize>,
+    /// At most this many (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/v1/fills", tag = "orders", params(("symbol" = Option<String>, Query), ("limit" = Option<usize>, Query, description = "1-1000, default 100")),
-    responses((status = 200, description = "The account's fills, newest first", body = Vec<AccountFill>), (status = 400, description = "Invalid request", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 429, description = "Rate limited (Retry-After)", body = ErrorBody), (status = 503, description = "Backbone unavailable (Retry-After)", body = ErrorBody)),
+#[utoipa::path(get, path = "/v1/fills", tag = "orders", params(FillsQuery),
+    responses(
+        (status = 200, description = "The account's fills, newest first", body = Vec<AccountFill>),
+        (status = 404, description = "Unknown symbol (`unknown_symbol`)", body = ErrorBody),
+        (status = 503, description = "The history store cannot answer (Retry-After)", body = ErrorBody)),
     security(("api_key" = [])))]
 async fn fills(
     State(state): State<AppState>,
@@ -490,91 +666,142 @@ async fn fills(
     let q = parse_query(query)?;
     let gw = &state.gateway;
     let symbol = gw.symbol_filter(q.symbol.as_deref())?;
-    let fills = gw.fills(caller.0, symbol, q.limit.unwrap_or(100).clamp(1, 1000)).await?;
+    let fills = gw.fills(caller.0, symbol, bounded("limit", q.limit, 100, 1000)?).await?;
     Ok(ApiResponse::json(StatusCode::OK, &fills))
 }
 
-#[utoipa::path(get, path = "/v1/symbols", tag = "market data", responses((status = 200, body = Vec<SymbolInfo>)))]
+#[utoipa::path(get, path = "/v1/symbols", tag = "market data",
+    responses((status = 200, description = "Every symbol with its grids and limits", body = Vec<SymbolInfo>)))]
 async fn symbols(State(state): State<AppState>) -> ApiResponse {
     let list: Vec<SymbolInfo> = state.gateway.symbols.all().iter().map(SymbolInfo::from).collect();
     ApiResponse::json(StatusCode::OK, &list)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct DepthQuery {
-    depth: Option<usize>,
+    /// Price levels per side (default 50).
+    #[param(minimum = 1, maximum = 10000)]
+    depth: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/v1/book/{symbol}", tag = "market data", params(("symbol" = String, Path), ("depth" = Option<usize>, Query, description = "levels per side, default 50")),
-    responses((status = 200, description = "Aggregated levels, best first; `sequence` is the symbol's book sequence shared with the WebSocket", body = Book), (status = 404, description = "Unknown symbol", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/book/{symbol}", tag = "market data", params(SymbolPath, DepthQuery),
+    responses(
+        (status = 200, description = "Aggregated levels, best first; `sequence` is the symbol's book sequence shared with the WebSocket", body = Book),
+        (status = 404, description = "Unknown symbol (`unknown_symbol`)", body = ErrorBody)))]
 async fn book(
     State(state): State<AppState>,
     Path(symbol): Path<String>,
     query: Result<Query<DepthQuery>, QueryRejection>,
 ) -> ApiResult {
-    let depth = parse_query(query)?.depth.unwrap_or(50).clamp(1, 10_000);
+    let depth = bounded("depth", parse_query(query)?.depth, 50, 10_000)?;
     let book = state.gateway.market.book(&symbol, depth).ok_or_else(|| ApiError::unknown_symbol(&symbol))?;
     Ok(ApiResponse::json(StatusCode::OK, &book))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 struct LimitQuery {
-    limit: Option<usize>,
+    /// At most this many (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
 }
 
-#[utoipa::path(get, path = "/v1/trades/{symbol}", tag = "market data", params(("symbol" = String, Path), ("limit" = Option<usize>, Query)),
-    responses((status = 200, description = "Newest first", body = Vec<PublicTrade>), (status = 404, description = "Unknown symbol", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/trades/{symbol}", tag = "market data", params(SymbolPath, LimitQuery),
+    responses(
+        (status = 200, description = "Newest first", body = Vec<PublicTrade>),
+        (status = 404, description = "Unknown symbol (`unknown_symbol`)", body = ErrorBody)))]
 async fn trades(
     State(state): State<AppState>,
     Path(symbol): Path<String>,
     query: Result<Query<LimitQuery>, QueryRejection>,
 ) -> ApiResult {
-    let limit = parse_query(query)?.limit.unwrap_or(100).clamp(1, 1000);
+    let limit = bounded("limit", parse_query(query)?.limit, 100, 1000)?;
     let trades = state.gateway.market.trades(&symbol, limit).ok_or_else(|| ApiError::unknown_symbol(&symbol))?;
     Ok(ApiResponse::json(StatusCode::OK, &trades))
 }
 
-#[utoipa::path(get, path = "/v1/ticker/{symbol}", tag = "market data", params(("symbol" = String, Path)),
-    responses((status = 200, body = Ticker), (status = 404, description = "Unknown symbol", body = ErrorBody)))]
+#[utoipa::path(get, path = "/v1/ticker/{symbol}", tag = "market data", params(SymbolPath),
+    responses(
+        (status = 200, description = "Best prices, last price and 24-hour volume (null where none)", body = Ticker),
+        (status = 404, description = "Unknown symbol (`unknown_symbol`)", body = ErrorBody)))]
 async fn ticker(State(state): State<AppState>, Path(symbol): Path<String>) -> ApiResult {
     let ticker =
         state.gateway.market.ticker(&symbol, Timestamp::now()).ok_or_else(|| ApiError::unknown_symbol(&symbol))?;
     Ok(ApiResponse::json(StatusCode::OK, &ticker))
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct CandleQuery {
-    interval: Option<String>,
-    limit: Option<usize>,
+/// `?interval=` of the candles.
+#[derive(Clone, Copy, Debug, Default, Deserialize, utoipa::ToSchema)]
+enum IntervalParam {
+    #[default]
+    #[serde(rename = "1m")]
+    OneMinute,
+    #[serde(rename = "5m")]
+    FiveMinutes,
+    #[serde(rename = "15m")]
+    FifteenMinutes,
+    #[serde(rename = "1h")]
+    OneHour,
+    #[serde(rename = "4h")]
+    FourHours,
+    #[serde(rename = "1d")]
+    OneDay,
 }
 
-#[utoipa::path(get, path = "/v1/candles/{symbol}", tag = "market data", params(("symbol" = String, Path), ("interval" = Option<String>, Query, description = "1m (default), 5m, 15m, 1h, 4h, 1d"), ("limit" = Option<usize>, Query)),
-    responses((status = 200, description = "Newest first; intervals without trades are left out", body = Vec<Candle>), (status = 404, description = "Unknown symbol", body = ErrorBody)))]
+impl IntervalParam {
+    fn interval(self) -> Interval {
+        Interval::minutes(match self {
+            Self::OneMinute => 1,
+            Self::FiveMinutes => 5,
+            Self::FifteenMinutes => 15,
+            Self::OneHour => 60,
+            Self::FourHours => 240,
+            Self::OneDay => 1440,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+struct CandleQuery {
+    /// Candle width (default `1m`).
+    #[param(inline)]
+    interval: Option<IntervalParam>,
+    /// At most this many (default 100).
+    #[param(minimum = 1, maximum = 1000)]
+    limit: Option<u32>,
+}
+
+#[utoipa::path(get, path = "/v1/candles/{symbol}", tag = "market data", params(SymbolPath, CandleQuery),
+    responses(
+        (status = 200, description = "Newest first; intervals without trades are left out", body = Vec<Candle>),
+        (status = 404, description = "Unknown symbol (`unknown_symbol`)", body = ErrorBody)))]
 async fn candles(
     State(state): State<AppState>,
     Path(symbol): Path<String>,
     query: Result<Query<CandleQuery>, QueryRejection>,
 ) -> ApiResult {
     let q = parse_query(query)?;
-    let text = q.interval.as_deref().unwrap_or("1m");
-    let interval = Interval::parse(text).ok_or_else(|| {
-        ApiError::bad_request("invalid_query", format!("interval must be 1m, 5m, 15m, 1h, 4h or 1d, not {text:?}"))
-    })?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let interval = q.interval.unwrap_or_default().interval();
+    let limit = bounded("limit", q.limit, 100, 1000)?;
     let candles =
         state.gateway.market.candles(&symbol, interval, limit).ok_or_else(|| ApiError::unknown_symbol(&symbol))?;
     Ok(ApiResponse::json(StatusCode::OK, &candles))
 }
 
-#[utoipa::path(get, path = "/healthz", tag = "operations", responses((status = 200, description = "The process is up")))]
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up: `{\"status\": \"ok\"}`", body = serde_json::Value)))]
 pub(crate) async fn healthz() -> ApiResponse {
     ApiResponse::json(StatusCode::OK, &serde_json::json!({"status": "ok"}))
 }
 
-#[utoipa::path(get, path = "/readyz", tag = "operations", responses((status = 200, description = "Backbone healthy, every shard caught up"), (status = 503, description = "Not ready")))]
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Backbone healthy, every shard caught up: `{\"ready\": true, \"backbone\": true}`", body = serde_json::Value),
+              (status = 503, description = "Not ready: `{\"ready\": false, \"backbone\": …}`", body = serde_json::Value)))]
 async fn readyz(State(state): State<AppState>) -> ApiResponse {
     let backbone = state.gateway.backbone_healthy();
     let ready = state.gateway.is_ready() && state.probe.ready();
@@ -582,7 +809,8 @@ async fn readyz(State(state): State<AppState>) -> ApiResponse {
     ApiResponse::json(status, &serde_json::json!({"ready": ready, "backbone": backbone}))
 }
 
-#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text")))]
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(16 * 1024);
     state.gateway.metrics.render(&mut out);
@@ -619,6 +847,39 @@ pub(crate) async fn probe_metrics(probe: &Arc<dyn Probe>) -> String {
     .unwrap_or_default()
 }
 
+/// Every error in the API's shape: axum answers some requests itself (405 with its
+/// `Allow` header, a path that is not valid UTF-8, a failed WebSocket upgrade) in plain
+/// text or with no body; those are rewritten here, keeping their status and headers.
+pub async fn json_errors(request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    let status = response.status();
+    let is_json =
+        response.headers().get(header::CONTENT_TYPE).is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 4096).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text);
+    let message = match text.trim() {
+        "" => status.canonical_reason().unwrap_or("error").to_lowercase(),
+        t => t.to_string(),
+    };
+    let code = match status {
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::PAYLOAD_TOO_LARGE => "payload_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UPGRADE_REQUIRED => "upgrade_required",
+        s if s.is_server_error() => "internal_error",
+        _ => "invalid_request",
+    };
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = serde_json::to_vec(&ErrorBody::new(code, message)).unwrap_or_default();
+    Response::from_parts(parts, axum::body::Body::from(body))
+}
+
 /// 404 in the API's shape for unknown routes.
 pub async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such endpoint")
@@ -628,7 +889,7 @@ pub async fn not_found() -> ApiError {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     info(title = "Tachyon API", version = "1", description = "The public API of shared/API.md. Prices and quantities are decimal strings; every error is {\"error\": {\"code\", \"message\"}}. The WebSocket at /v1/ws is described in the README."),
-    paths(place_order, place_batch, list_orders, get_order, cancel_order, amend_order, cancel_all, fills, admin_latency, crate::rest_balances::balances, crate::rest_balances::deposit, crate::rest_balances::withdraw, crate::rest_balances::fees, crate::rest_balances::ledger, symbols, book, trades, ticker, candles, healthz, readyz, metrics),
+    paths(place_order, place_batch, list_orders, get_order, cancel_order, amend_order, cancel_all, fills, admin_latency, admin_latency_reset, crate::rest_balances::balances, crate::rest_balances::deposit, crate::rest_balances::withdraw, crate::rest_balances::fees, crate::rest_balances::ledger, symbols, book, trades, ticker, candles, healthz, readyz, metrics),
     modifiers(&ApiKeyScheme)
 )]
 #[derive(Debug)]

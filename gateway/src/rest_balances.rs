@@ -17,7 +17,7 @@ use tachyon_proto::api::ErrorBody;
 
 #[utoipa::path(get, path = "/v1/balances", tag = "balances",
     description = "The caller's balances, one per asset it ever held, in asset order; amounts are decimal strings on the asset's scale. Balances on only (`[risk] balances`).",
-    responses((status = 200, description = "The caller's balances", body = [BalanceJson]), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 404, description = "Balances are off", body = ErrorBody)),
+    responses((status = 200, description = "The caller's balances", body = [BalanceJson]), (status = 404, description = "Balances are off", body = ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn balances(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Response {
     match state.gateway.balances() {
@@ -54,7 +54,7 @@ async fn transfer(
 #[utoipa::path(post, path = "/v1/admin/deposits", tag = "balances",
     request_body = TransferRequest,
     description = "Credits an account. `transfer_id` is unique per exchange: the same id and body again return the first result and move nothing; the same id with another body is 409. Admin keys only.",
-    responses((status = 200, description = "The deposit and the balance right after it", body = TransferJson), (status = 400, description = "Invalid account, asset, amount (`invalid_amount`: not positive or off the asset's scale) or transfer id", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody), (status = 404, description = "Balances are off", body = ErrorBody), (status = 409, description = "`duplicate_transfer_id`", body = ErrorBody), (status = 503, description = "Order path unavailable (Retry-After)", body = ErrorBody)),
+    responses((status = 200, description = "The deposit and the balance right after it", body = TransferJson), (status = 400, description = "Invalid account (`invalid_account`), amount (`invalid_amount`: not positive or off the asset's scale) or transfer id (`invalid_transfer_id`)", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody), (status = 404, description = "Balances are off (`not_found`), or an unknown asset (`unknown_asset`)", body = ErrorBody), (status = 409, description = "`duplicate_transfer_id`", body = ErrorBody), (status = 503, description = "Order path unavailable (Retry-After)", body = ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn deposit(
     State(state): State<AppState>,
@@ -67,7 +67,7 @@ pub(crate) async fn deposit(
 #[utoipa::path(post, path = "/v1/admin/withdrawals", tag = "balances",
     request_body = TransferRequest,
     description = "Debits an account's available balance; above it, 400 `insufficient_funds` and nothing moves (the id stays unused). Idempotent by `transfer_id` like deposits. Admin keys only.",
-    responses((status = 200, description = "The withdrawal and the balance right after it", body = TransferJson), (status = 400, description = "Invalid input, or `insufficient_funds`", body = ErrorBody), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody), (status = 404, description = "Balances are off", body = ErrorBody), (status = 409, description = "`duplicate_transfer_id`", body = ErrorBody), (status = 503, description = "Order path unavailable (Retry-After)", body = ErrorBody)),
+    responses((status = 200, description = "The withdrawal and the balance right after it", body = TransferJson), (status = 400, description = "Invalid input, or `insufficient_funds`", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody), (status = 404, description = "Balances are off (`not_found`), or an unknown asset (`unknown_asset`)", body = ErrorBody), (status = 409, description = "`duplicate_transfer_id`", body = ErrorBody), (status = 503, description = "Order path unavailable (Retry-After)", body = ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn withdraw(
     State(state): State<AppState>,
@@ -79,7 +79,7 @@ pub(crate) async fn withdraw(
 
 #[utoipa::path(get, path = "/v1/admin/fees", tag = "balances",
     description = "Fees collected by the exchange's fee account, per asset. Admin keys only.",
-    responses((status = 200, description = "Fees per asset", body = [FeeJson]), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody), (status = 404, description = "Balances are off", body = ErrorBody)),
+    responses((status = 200, description = "Fees per asset", body = [FeeJson]), (status = 403, description = "Not an admin key", body = ErrorBody), (status = 404, description = "Balances are off", body = ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn fees(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Response {
     let work = || -> Result<Vec<FeeJson>, ApiError> {
@@ -95,7 +95,7 @@ pub(crate) async fn fees(State(state): State<AppState>, Extension(caller): Exten
 
 #[utoipa::path(get, path = "/v1/admin/ledger", tag = "balances",
     description = "Per asset: deposits, withdrawals, every account's `available + hold` (`balances`) and the fees; conservation says `balances + fees = deposits - withdrawals`. Admin keys only.",
-    responses((status = 200, description = "The ledger per asset", body = [LedgerJson]), (status = 401, description = "Missing or invalid X-API-Key", body = ErrorBody), (status = 403, description = "Not an admin key", body = ErrorBody), (status = 404, description = "Balances are off", body = ErrorBody)),
+    responses((status = 200, description = "The ledger per asset", body = [LedgerJson]), (status = 403, description = "Not an admin key", body = ErrorBody), (status = 404, description = "Balances are off", body = ErrorBody)),
     security(("api_key" = [])))]
 pub(crate) async fn ledger(State(state): State<AppState>, Extension(caller): Extension<Caller>) -> Response {
     let work = || -> Result<Vec<LedgerJson>, ApiError> {

@@ -23,6 +23,7 @@ pub fn router(gateway: Arc<Gateway>, probe: Arc<dyn Probe>) -> Router {
         .route("/v1/ws", get(ws::upgrade))
         .route("/v1/openapi.json", get(crate::openapi::serve))
         .fallback(rest::not_found)
+        .layer(middleware::from_fn(rest::json_errors))
         .layer(middleware::from_fn_with_state(state.clone(), rest::count_responses))
         .with_state(state)
 }

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::http::StatusCode;
@@ -124,6 +124,8 @@ pub struct Gateway {
     history: Option<Arc<dyn History>>,
     /// Balances on: every account's funds, from the risk stage's outputs.
     pub balances: Option<Balances>,
+    /// `GET /v1/openapi.json`, rendered on first use for this gateway's limits.
+    pub(crate) openapi: OnceLock<String>,
 }
 
 impl std::fmt::Debug for Gateway {
@@ -187,6 +189,7 @@ impl Gateway {
             latency: Arc::default(),
             history: None,
             balances: None,
+            openapi: OnceLock::new(),
             config,
         }
     }
@@ -720,8 +723,8 @@ impl Gateway {
     /// Validates a deposit or withdrawal and waits for its result.
     ///
     /// # Errors
-    /// 400 for an invalid account, asset, amount or transfer id and for a withdrawal above
-    /// `available` (`insufficient_funds`); 409 `duplicate_transfer_id` for an id used with
+    /// 400 for an invalid account, amount or transfer id and for a withdrawal above
+    /// `available` (`insufficient_funds`); 404 `unknown_asset`; 409 `duplicate_transfer_id` for an id used with
     /// another body; 404 when balances are off; 503 when the order path is unavailable or
     /// the answer does not come in time.
     pub async fn transfer(&self, kind: TransferKind, request: &TransferRequest) -> Result<TransferJson, ApiError> {
@@ -729,13 +732,20 @@ impl Gateway {
         let account = AccountId::parse(&request.account_id)
             .map_err(|e| ApiError::bad_request("invalid_account", format!("account_id {e}")))?;
         let asset = balances.config.asset(&request.asset).ok_or_else(|| {
-            ApiError::bad_request("unknown_asset", format!("asset {:?} is not configured", request.asset))
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "unknown_asset",
+                format!("asset {:?} is not configured", request.asset),
+            )
         })?;
         let amount = balances.config.parse(asset, &request.amount).ok_or_else(|| {
             let scale = balances.config.assets[usize::from(asset)].scale;
             ApiError::bad_request(
                 "invalid_amount",
-                format!("amount must be a positive decimal with at most {scale} decimal places"),
+                format!(
+                    "amount must be a positive decimal below 1e{} with at most {scale} decimal places",
+                    18u32.saturating_sub(scale)
+                ),
             )
         })?;
         let transfer_id = TransferId::parse(&request.transfer_id)

@@ -21,22 +21,11 @@ venv="${TACHYON_CACHE:-$HOME/.cache/tachyon}/moto-venv"
 moto_version="5.1.*"
 
 install() {
-    if [ -x "$venv/bin/moto_server" ]; then
+    # Installs made before the marker file existed keep working without a reinstall.
+    if [ -x "$venv/bin/moto_server" ] && [ ! -f "$venv/.tachyon-installed" ]; then
         return
     fi
-    echo "installing moto[server] into $venv (pip)..." >&2
-    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
-        # Debian splits venv out of python3.
-        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
-            apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
-            rm -rf "$venv"
-            python3 -m venv "$venv"
-        else
-            echo "python3 -m venv is not available (install python3-venv)" >&2
-            exit 1
-        fi
-    fi
-    "$venv/bin/pip" install --quiet --disable-pip-version-check "moto[server]==$moto_version" >&2
+    ensure_venv "$venv" "moto[server]==$moto_version"
 }
 
 pidfile="$dir/moto.pid"

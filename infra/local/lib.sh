@@ -38,3 +38,26 @@ stop_pidfile() {
         echo "not running" >&2
     fi
 }
+
+# Installs the pip requirement $2 into the virtualenv $1 unless it is there already (a
+# marker file records what was installed), creating the virtualenv first; on Debian, where
+# venv is a package of its own, installs python3-venv when root.
+ensure_venv() {
+    local venv=$1 requirement=$2
+    if [ "$(cat "$venv/.tachyon-installed" 2>/dev/null)" = "$requirement" ]; then
+        return
+    fi
+    echo "installing $requirement into $venv (pip)..." >&2
+    if ! python3 -m venv "$venv" >/dev/null 2>&1; then
+        if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
+            apt-get update -qq >&2 && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >&2
+            rm -rf "$venv"
+            python3 -m venv "$venv"
+        else
+            echo "python3 -m venv is not available (install python3-venv)" >&2
+            exit 1
+        fi
+    fi
+    "$venv/bin/pip" install --quiet --disable-pip-version-check "$requirement" >&2
+    echo "$requirement" >"$venv/.tachyon-installed"
+}

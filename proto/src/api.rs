@@ -56,20 +56,33 @@ impl From<&SymbolSpec> for SymbolInfo {
 /// Body of `POST /v1/orders` (and of each entry of a batch).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
+#[schema(example = json!({"symbol": "BTC-USD", "side": "buy", "type": "limit", "price": "30000.00",
+    "quantity": "0.5", "time_in_force": "gtc", "post_only": false, "client_order_id": "my-1", "stp": "cancel_newest"}))]
 pub struct OrderRequest {
+    /// A symbol of `GET /v1/symbols` (another → 404 `unknown_symbol`).
+    #[schema(pattern = "^[A-Z0-9-]{1,16}$")]
     pub symbol: String,
     pub side: Side,
     #[serde(rename = "type")]
     pub order_type: OrderType,
+    /// Limit orders: a positive multiple of the symbol's `tick_size`; market orders have none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[0-9]+(\\.[0-9]+)?$")]
     pub price: Option<String>,
+    /// A positive multiple of the symbol's `lot_size`, from `min_quantity` to `max_quantity`.
+    #[schema(pattern = "^[0-9]+(\\.[0-9]+)?$")]
     pub quantity: String,
+    /// `gtc` (the default for limit orders), `ioc` or `fok`; market orders are `ioc` or `fok`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub time_in_force: Option<TimeInForce>,
+    /// Rejected (`post_only_would_take`) rather than taking liquidity; gtc limit orders only.
     #[serde(default)]
     pub post_only: bool,
+    /// Unique per account among its open orders (else 409 `duplicate_client_order_id`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,36}$")]
     pub client_order_id: Option<String>,
+    /// Self-trade prevention, default `cancel_newest`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stp: Option<SelfTradePrevention>,
 }

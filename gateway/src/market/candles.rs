@@ -27,7 +27,12 @@ impl Interval {
             "1d" => 1440,
             _ => return None,
         };
-        Some(Self { minutes })
+        Some(Self::minutes(minutes))
+    }
+
+    /// An interval of `minutes` (a width `parse` accepts).
+    pub(crate) const fn minutes(minutes: i64) -> Self {
+        Self { minutes }
     }
 }
 
