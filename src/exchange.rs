@@ -41,6 +41,7 @@ use tachyon_consumers::{Consumer, ConsumerProbe, DynamoSink, PostgresSink};
 use tachyon_engine::EngineConfig;
 use tachyon_gateway::balances::{AssetInfo, BalanceConfig};
 use tachyon_gateway::history::Pending;
+use tachyon_gateway::keys;
 use tachyon_gateway::server::ops_router;
 use tachyon_gateway::{Gateway, History, InProcessPath, KeyRing, OrderPath, Probe, Symbols, Waiter};
 use tachyon_proto::api::{AccountFill, Order};
@@ -616,8 +617,21 @@ pub async fn run(
                 _ => gateway.on_market_data(output),
             })
         };
+        // Revoked keys are refused from the first request: the data directory's key log
+        // now (then followed), and on Kafka the keys topic from its start (then followed).
+        let logged = keys::read(&config.data_dir).context("reading the API-key log")?;
+        gateway.revocations.revoke(keys::revoked_ids(&logged));
         if on_kafka {
             feeds = spawn_feeds(&bus, &topics, Until::Stopped, &stop_feeds, &apply)?;
+            let reader = Arc::clone(&bus);
+            let (published, next) = tokio::task::spawn_blocking(move || keys::read_topic(reader.as_ref()))
+                .await?
+                .context("reading the keys topic")?;
+            gateway.revocations.revoke(keys::revoked_ids(&published));
+            let follower =
+                keys::follow_topic(Arc::clone(&bus), Arc::clone(&gateway.revocations), next, Arc::clone(&stop_feeds))
+                    .context("following the keys topic")?;
+            feeds.1.push(follower);
         } else {
             rebuild(&bus, &topics, &stop_feeds, &apply).await?;
         }
@@ -667,7 +681,11 @@ pub async fn run(
     let served = match &gateway {
         Some(gateway) => {
             tokio::spawn(open_when_caught_up(Arc::clone(gateway), Arc::clone(&bus), shard_statuses, feeds.0.clone()));
-            tachyon_gateway::server::serve(listener, Arc::clone(gateway), probe, stop).await
+            // Revocations from `tachyon keys revoke` on this data directory.
+            let follow = tokio::spawn(keys::follow(config.data_dir.clone(), Arc::clone(&gateway.revocations)));
+            let served = tachyon_gateway::server::serve(listener, Arc::clone(gateway), probe, stop).await;
+            follow.abort();
+            served
         }
         None => tachyon_gateway::server::serve_router(listener, ops_router(probe), stop).await,
     };

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
-use tachyon_gateway::KeyRing;
+use tachyon_gateway::keys::{self, KeyEvent, KeyInfo};
+use tachyon_gateway::{KeyId, KeyRing, Scope};
 use tachyon_proto::api::SymbolInfo;
 use tachyon_proto::symbol::default_symbols;
 use tachyon_proto::AccountId;
@@ -137,14 +138,118 @@ enum ConfigCommand {
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
-    /// Print an API key for an account; a server using the same data directory accepts it.
+    /// Print a new API key for an account on stdout (its key_id on stderr); a server using
+    /// the same data directory accepts it.
     Mint {
         /// The account: 1-20 characters of A-Z, a-z, 0-9, '_' and '-'.
         account: String,
-        /// The key secret lives in the configured data directory (created on first use).
+        /// `trade`: everything the account may do; `read`: private GETs and the orders
+        /// channel only.
+        #[arg(long, default_value = "trade")]
+        scope: Scope,
+        /// The key secret and the key log live in the configured data directory.
         #[command(flatten)]
         overrides: config::Overrides,
     },
+    /// Revoke a key by its id: every gateway on the data directory refuses it (401
+    /// `key_revoked`) within a second and closes its WebSocket sessions.
+    Revoke {
+        /// The key's id (`key_id` from `mint` or `list`).
+        key_id: String,
+        #[command(flatten)]
+        overrides: config::Overrides,
+    },
+    /// List an account's keys, one JSON object per line (never a secret).
+    List {
+        account: String,
+        #[command(flatten)]
+        overrides: config::Overrides,
+    },
+}
+
+/// The cluster's keys topic, when the configuration names Kafka brokers.
+struct KeysTopic(Option<tachyon_bus::KafkaBus>);
+
+impl KeysTopic {
+    fn connect(config: &config::Config) -> Result<Self> {
+        let Some(mut kafka) = config.kafka_config() else { return Ok(Self(None)) };
+        kafka.client_id = "tachyon-keys".into();
+        let bus = tachyon_bus::KafkaBus::connect(&kafka).context("connecting to Kafka for the keys topic")?;
+        Ok(Self(Some(bus)))
+    }
+
+    /// Records `event` in the data directory's key log and, on Kafka, on the keys topic.
+    fn record(&self, data_dir: &std::path::Path, event: &KeyEvent) -> Result<()> {
+        keys::append(data_dir, event).with_context(|| format!("key log in {}", data_dir.display()))?;
+        if let Some(bus) = &self.0 {
+            keys::publish(bus, event).with_context(|| {
+                format!("recorded in {} but not on the keys topic (run the command again)", data_dir.display())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The data directory's events, then the keys topic's.
+    fn events(&self, data_dir: &std::path::Path) -> Result<Vec<KeyEvent>> {
+        let mut events = keys::read(data_dir).with_context(|| format!("key log in {}", data_dir.display()))?;
+        if let Some(bus) = &self.0 {
+            events.extend(keys::read_topic(bus).context("reading the keys topic")?.0);
+        }
+        Ok(events)
+    }
+}
+
+/// `tachyon keys …`: the key secret and the key log of the configured data directory,
+/// and the keys topic when the configuration names Kafka brokers.
+#[allow(clippy::print_stdout, reason = "the commands' output")]
+fn keys_command(command: KeysCommand) -> Result<()> {
+    let (KeysCommand::Mint { overrides, .. }
+    | KeysCommand::Revoke { overrides, .. }
+    | KeysCommand::List { overrides, .. }) = &command;
+    let config = config::Config::load(overrides)?;
+    let data_dir = config.data_dir.clone();
+    let ring = KeyRing::load_or_create(&data_dir).with_context(|| format!("key secret in {}", data_dir.display()))?;
+    let now = || tachyon_proto::Timestamp::now().to_rfc3339();
+    // Parse what the user typed before connecting anywhere.
+    let account = match &command {
+        KeysCommand::Mint { account, .. } | KeysCommand::List { account, .. } => {
+            Some(AccountId::parse(account).with_context(|| format!("account {account:?}"))?)
+        }
+        KeysCommand::Revoke { .. } => None,
+    };
+    match command {
+        KeysCommand::Mint { scope, .. } => {
+            let account = account.expect("parsed above");
+            let key = ring.mint_scoped(account, scope)?;
+            let event = KeyEvent::Minted { key_id: key.key_id(), account_id: account.to_string(), scope, at: now() };
+            KeysTopic::connect(&config)?.record(&data_dir, &event)?;
+            println!("{}", key.expose());
+            #[allow(clippy::print_stderr, reason = "the key's id, apart from the key on stdout")]
+            {
+                eprintln!("key_id: {}", key.key_id());
+            }
+        }
+        KeysCommand::Revoke { key_id, .. } => {
+            let key_id: KeyId = key_id.parse()?;
+            KeysTopic::connect(&config)?.record(&data_dir, &KeyEvent::Revoked { key_id, at: now() })?;
+            #[allow(clippy::print_stderr, reason = "the command's report")]
+            {
+                eprintln!("revoked key {key_id}");
+            }
+        }
+        KeysCommand::List { .. } => {
+            let account = account.expect("parsed above");
+            let events = KeysTopic::connect(&config)?.events(&data_dir)?;
+            let legacy = ring.legacy_id(account);
+            let revoked = keys::revoked_ids(&events).any(|id| id == legacy);
+            // The account's first-format key always exists (it is derived, not stored).
+            let first = KeyInfo { key_id: legacy, account_id: account.to_string(), scope: Scope::Trade, revoked };
+            for info in std::iter::once(first).chain(keys::list(&events, &account.to_string())) {
+                println!("{}", serde_json::to_string(&info)?);
+            }
+        }
+    }
+    Ok(())
 }
 
 fn main() -> ExitCode {
@@ -207,13 +312,7 @@ fn run(cli: Cli) -> Result<()> {
             let symbols: Vec<SymbolInfo> = default_symbols().iter().map(SymbolInfo::from).collect();
             println!("{}", serde_json::to_string_pretty(&symbols)?);
         }
-        Command::Keys { command: KeysCommand::Mint { account, overrides } } => {
-            let account = AccountId::parse(&account).with_context(|| format!("account {account:?}"))?;
-            let data_dir = config::Config::load(&overrides)?.data_dir;
-            let ring =
-                KeyRing::load_or_create(&data_dir).with_context(|| format!("key secret in {}", data_dir.display()))?;
-            println!("{}", ring.mint(account).expose());
-        }
+        Command::Keys { command } => keys_command(command)?,
         Command::Config { command: ConfigCommand::Check { overrides } } => {
             let config = config::Config::load(&overrides)?;
             let engine = config.validate()?;

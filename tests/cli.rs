@@ -15,10 +15,14 @@ fn keys_mint_prints_one_key_that_the_same_data_dir_accepts() {
     let key = stdout.trim_end();
     assert_eq!(stdout.lines().count(), 1, "exactly one line: {stdout:?}");
     let ring = tachyon_gateway::KeyRing::load_or_create(dir.path()).expect("same secret");
-    assert_eq!(ring.verify(key).expect("accepted").to_string(), "alice");
-    // The data dir can also come from the environment.
+    let first = ring.verify(key).expect("accepted");
+    assert_eq!(first.account.to_string(), "alice");
+    // The data dir can also come from the environment; every mint is a new, separately revocable key.
     let again = tachyon().args(["keys", "mint", "alice"]).env("TACHYON_DATA_DIR", dir.path()).output().expect("runs");
-    assert_eq!(String::from_utf8(again.stdout).expect("utf-8"), stdout);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    let second = ring.verify(String::from_utf8(again.stdout).expect("utf-8").trim_end()).expect("accepted");
+    assert_eq!(second.account, first.account);
+    assert_ne!(second.key_id, first.key_id);
 }
 
 #[test]

@@ -177,6 +177,75 @@ async fn an_order_trades_across_gateway_engine_and_marketdata_processes() {
     assert!(metrics.contains("tachyon_engine_commands_total{partition=\"0\"}"), "{metrics}");
 }
 
+/// `tachyon keys <args>` against the cluster's brokers with `data_dir`: (stdout, stderr).
+fn keys_command(cluster: &Cluster, data_dir: &std::path::Path, args: &[&str]) -> (String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_tachyon"))
+        .arg("keys")
+        .args(args)
+        .args(cluster.args())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .output()
+        .expect("tachyon keys runs");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "tachyon keys {args:?}: {stderr}");
+    (String::from_utf8_lossy(&out.stdout).into_owned(), stderr)
+}
+
+/// A key revoked on one machine is refused by every gateway of the cluster within 2 s,
+/// and by a gateway started later: the revocation travels on the keys topic, not through
+/// a shared data directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revocation_reaches_every_gateway_through_the_keys_topic() {
+    let cluster = Cluster::new("keys", "[gateway]\nmarket_data = false\n");
+    let secret = std::fs::read(cluster.dir.path().join(tachyon_gateway::auth::SECRET_FILE)).expect("secret");
+    // "Another machine": a data directory of its own that shares only the key secret.
+    let machine = || {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join(tachyon_gateway::auth::SECRET_FILE), &secret).expect("secret");
+        dir
+    };
+    let _engine = cluster.start(&["engine"], free_port(), "engine.log").await;
+    let here = cluster.start(&["gateway", "--gateway-id", "1"], free_port(), "gateway1.log").await;
+    let (there_dir, later_dir, operator_dir) = (machine(), machine(), machine());
+    let args = cluster.args();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let there =
+        start_command(there_dir.path(), free_port(), &["gateway", "--gateway-id", "2"], &args, &[], "gateway2.log")
+            .await;
+
+    let (key, report) = keys_command(&cluster, cluster.dir.path(), &["mint", "alice"]);
+    let (key, id) = (key.trim().to_string(), report.trim().strip_prefix("key_id: ").expect("key id").to_string());
+    let client = |p: &Process| Client { base: p.base.clone(), key: Some(key.clone()), http: reqwest::Client::new() };
+    for gateway in [&here, &there] {
+        assert_eq!(client(gateway).get("/v1/orders").await.status, 200);
+    }
+    // The operator's machine knows the key from the topic alone.
+    let listed = keys_command(&cluster, operator_dir.path(), &["list", "alice"]).0;
+    assert!(listed.contains(&format!(r#""key_id":"{id}""#)), "{listed}");
+
+    keys_command(&cluster, operator_dir.path(), &["revoke", &id]);
+    let start = Instant::now();
+    for gateway in [&here, &there] {
+        loop {
+            let answer = client(gateway).get("/v1/orders").await;
+            if answer.status == 401 {
+                answer.expect_error(401, "key_revoked");
+                break;
+            }
+            assert!(start.elapsed() < Duration::from_secs(2), "{}: the key still works after 2 s", gateway.base);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    eprintln!("the revocation reached both gateways over Kafka in {:?}", start.elapsed());
+    assert!(keys_command(&cluster, operator_dir.path(), &["list", "alice"]).0.contains(r#""revoked":true"#));
+    // A gateway that starts afterwards refuses the key from its first request.
+    let later =
+        start_command(later_dir.path(), free_port(), &["gateway", "--gateway-id", "3"], &args, &[], "gateway3.log")
+            .await;
+    client(&later).get("/v1/orders").await.expect_error(401, "key_revoked");
+}
+
 /// Read-your-writes on one gateway over Kafka: once it answered a command, its own REST
 /// book and trades show it, with no wait (the answer waits for the command's market
 /// data instead).

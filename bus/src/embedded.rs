@@ -84,7 +84,7 @@ impl EmbeddedConfig {
     fn is_output(topic: Topic) -> bool {
         match topic {
             Topic::Executions | Topic::MarketData => true,
-            Topic::Orders | Topic::DeadLetter | Topic::Snapshots | Topic::Leases => false,
+            Topic::Orders | Topic::DeadLetter | Topic::Snapshots | Topic::Leases | Topic::Keys => false,
         }
     }
 
@@ -251,6 +251,7 @@ fn topic_short(topic: Topic) -> &'static str {
         Topic::DeadLetter => "dlq",
         Topic::Snapshots => "snap",
         Topic::Leases => "lease",
+        Topic::Keys => "keys",
     }
 }
 

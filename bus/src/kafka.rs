@@ -378,9 +378,19 @@ impl KafkaBus {
         let missing: Vec<&String> =
             self.names.iter().filter(|n| self.partitions_of(n).map_or(true, |count| count == 0)).collect();
         if !missing.is_empty() {
+            let keys = self.name(Topic::Keys);
             let topics: Vec<NewTopic<'_>> = missing
                 .iter()
-                .map(|name| NewTopic::new(name, partitions, TopicReplication::Fixed(self.config.replication_factor)))
+                .map(|name| {
+                    let topic =
+                        NewTopic::new(name, partitions, TopicReplication::Fixed(self.config.replication_factor));
+                    // The keys topic keeps the last event of every key for as long as the cluster lives.
+                    if name.as_str() == keys {
+                        topic.set("cleanup.policy", "compact")
+                    } else {
+                        topic
+                    }
+                })
                 .collect();
             let options = AdminOptions::new().operation_timeout(Some(REQUEST_TIMEOUT));
             let results = futures_executor::block_on(admin.create_topics(&topics, &options))
@@ -468,7 +478,7 @@ impl KafkaBus {
     /// renewal in flight across a broker restart must disturb neither.
     fn producer_for(&self, topic: Topic) -> &KafkaProducer {
         match topic {
-            Topic::Orders => &self.commands,
+            Topic::Orders | Topic::Keys => &self.commands,
             Topic::Leases => &self.leases,
             Topic::Executions | Topic::MarketData | Topic::DeadLetter | Topic::Snapshots => &self.outputs,
         }

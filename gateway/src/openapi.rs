@@ -83,8 +83,11 @@ pub fn positive_amount_pattern(scale: u32) -> String {
 fn complete(doc: &mut Value, config: &GatewayConfig) {
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         for item in paths.values_mut().filter_map(Value::as_object_mut) {
-            for operation in item.values_mut().filter_map(Value::as_object_mut) {
-                complete_operation(operation, config);
+            for (method, operation) in item.iter_mut() {
+                let changes = !matches!(method.as_str(), "get" | "head");
+                if let Some(operation) = operation.as_object_mut() {
+                    complete_operation(operation, changes, config);
+                }
             }
         }
     }
@@ -103,7 +106,8 @@ fn complete(doc: &mut Value, config: &GatewayConfig) {
     }
 }
 
-fn complete_operation(operation: &mut Map<String, Value>, config: &GatewayConfig) {
+/// `changes`: the operation is not a GET (a read-scope key is refused it).
+fn complete_operation(operation: &mut Map<String, Value>, changes: bool, config: &GatewayConfig) {
     let private = operation.contains_key("security");
     let has_body = operation.contains_key("requestBody");
     let has_parameters = operation
@@ -124,6 +128,15 @@ fn complete_operation(operation: &mut Map<String, Value>, config: &GatewayConfig
     if private {
         add("401", "No X-API-Key, or an invalid or revoked one (`unauthorized`, `key_revoked`)".into());
         add("429", "Rate limited (`rate_limited`); retry after `Retry-After` seconds".into());
+    }
+    if private && changes {
+        const READ_KEY: &str = "A read-scope key, which may only look (`insufficient_scope`)";
+        match responses.get_mut("403").and_then(|r| r.get_mut("description")) {
+            Some(Value::String(description)) => *description = format!("{description}; or: {READ_KEY}"),
+            _ => {
+                responses.insert("403".into(), error_response(READ_KEY));
+            }
+        }
     }
     for status in ["429", "503"] {
         if let Some(response) = responses.get_mut(status).and_then(Value::as_object_mut) {
@@ -169,6 +182,8 @@ mod tests {
                 if op.get("requestBody").is_some() {
                     assert!(op["responses"].get("400").is_some() && op["responses"].get("413").is_some());
                 }
+                let forbidden = op["responses"]["403"]["description"].as_str().unwrap_or_default();
+                assert_eq!(forbidden.contains("insufficient_scope"), method != "get", "{method} {path}: {forbidden}");
             }
         }
         assert!(private >= 15, "{private} private operations");

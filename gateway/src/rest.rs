@@ -108,10 +108,17 @@ pub async fn count_responses(State(state): State<AppState>, request: Request, ne
 /// Authenticates and rate-limits private routes; adds the `X-RateLimit-*` headers.
 async fn authenticate(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let key = request.headers().get("x-api-key").and_then(|v| v.to_str().ok());
-    let account = match state.gateway.authenticate(key) {
-        Ok(account) => account,
+    let identity = match state.gateway.authenticate(key) {
+        Ok(identity) => identity,
         Err(e) => return e.into_response(),
     };
+    // A read key may only look: every private route that changes something is not a GET.
+    if !matches!(*request.method(), Method::GET | Method::HEAD) {
+        if let Err(e) = Gateway::may_trade(&identity) {
+            return e.into_response();
+        }
+    }
+    let account = identity.account;
     let decision = state.gateway.rate_check(account);
     let mut response = if decision.allowed {
         request.extensions_mut().insert(Caller(account));

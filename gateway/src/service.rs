@@ -26,10 +26,12 @@ use tachyon_proto::{
 };
 use tokio::sync::oneshot;
 
+use crate::auth::{Identity, Scope};
 use crate::balances::{BalanceConfig, Balances, TransferJson, TransferRequest};
 use crate::error::ApiError;
 use crate::history::History;
 use crate::idempotency::{IdempotencyConfig, IdempotencyStore};
+use crate::keys::Revocations;
 use crate::market::MarketData;
 use crate::metrics::Metrics;
 use crate::orders::{OrderRecord, OrderStore, StoreLimits};
@@ -110,6 +112,8 @@ pub struct Gateway {
     pub market: MarketData,
     pub metrics: Metrics,
     keys: KeyRing,
+    /// Revoked key ids (from the key log or the keys topic): refused with 401 `key_revoked`.
+    pub revocations: Arc<Revocations>,
     limiter: RateLimiter,
     pub(crate) idempotency: IdempotencyStore,
     path: OrderPath,
@@ -180,6 +184,7 @@ impl Gateway {
             idempotency: IdempotencyStore::new(config.idempotency),
             symbols,
             keys,
+            revocations: Arc::default(),
             path,
             next_request: AtomicU64::new(1),
             next_order_id: AtomicU64::new(1),
@@ -242,9 +247,28 @@ impl Gateway {
     ///
     /// # Errors
     /// 401 when the key is missing or invalid.
-    pub fn authenticate(&self, key: Option<&str>) -> Result<AccountId, ApiError> {
+    pub fn authenticate(&self, key: Option<&str>) -> Result<Identity, ApiError> {
         let key = key.ok_or_else(|| ApiError::unauthorized("an X-API-Key header is required"))?;
-        self.keys.verify(key).map_err(|_| ApiError::unauthorized("the API key is not valid"))
+        let identity = self.keys.verify(key).map_err(|_| ApiError::unauthorized("the API key is not valid"))?;
+        if self.revocations.is_revoked(identity.key_id) {
+            return Err(ApiError::new(StatusCode::UNAUTHORIZED, "key_revoked", "this API key has been revoked"));
+        }
+        Ok(identity)
+    }
+
+    /// 403 `insufficient_scope` unless `identity` may place, cancel and amend orders.
+    ///
+    /// # Errors
+    /// As above, for a `read` key.
+    pub fn may_trade(identity: &Identity) -> Result<(), ApiError> {
+        match identity.scope {
+            Scope::Trade => Ok(()),
+            Scope::Read => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "this API key has the read scope: it can look, not place, cancel or amend orders or move funds",
+            )),
+        }
     }
 
     /// Takes one token from the account's bucket.

@@ -29,6 +29,7 @@ use tachyon_proto::AccountId;
 use tokio::sync::{broadcast, mpsc};
 use tokio::task::JoinHandle;
 
+use crate::auth::Identity;
 use crate::error::ApiError;
 use crate::frame::{Frame, FrameError};
 use crate::market::{Channel, MdMessage};
@@ -43,19 +44,20 @@ pub async fn upgrade(
     headers: HeaderMap,
     ws: Result<WebSocketUpgrade, WebSocketUpgradeRejection>,
 ) -> Response {
+    // The key first: a bad or revoked key is 401 whether or not the request is a valid upgrade.
+    let identity = match headers.get("x-api-key") {
+        None => None,
+        Some(key) => match state.gateway.authenticate(key.to_str().ok()) {
+            Ok(identity) => Some(identity),
+            Err(e) => return e.into_response(),
+        },
+    };
     let ws = match ws {
         Ok(ws) => ws,
         Err(e) => return ApiError::bad_request("websocket_required", e.body_text()).into_response(),
     };
-    let account = match headers.get("x-api-key") {
-        None => None,
-        Some(key) => match state.gateway.authenticate(key.to_str().ok()) {
-            Ok(account) => Some(account),
-            Err(e) => return e.into_response(),
-        },
-    };
     let max = state.gateway.config.max_frame_bytes;
-    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| run(state.gateway, socket, account))
+    ws.max_message_size(max).max_frame_size(max).on_upgrade(move |socket| run(state.gateway, socket, identity))
 }
 
 fn error_frame(code: &str, message: &str) -> Message {
@@ -70,12 +72,14 @@ struct Connection {
     gateway: Arc<Gateway>,
     id: u64,
     out: mpsc::Sender<Message>,
-    account: Option<AccountId>,
+    /// The key the connection authenticated with: its account, its scope, and its id to
+    /// close the connection when it is revoked.
+    identity: Option<Identity>,
     /// (channel, symbol) → forwarding task.
     subscriptions: HashMap<(String, String), JoinHandle<()>>,
 }
 
-async fn run(gateway: Arc<Gateway>, socket: WebSocket, account: Option<AccountId>) {
+async fn run(gateway: Arc<Gateway>, socket: WebSocket, identity: Option<Identity>) {
     let (mut sink, mut stream) = socket.split();
     let (out, mut queue) = mpsc::channel::<Message>(gateway.config.ws_queue.max(1));
     let writer = tokio::spawn(async move {
@@ -98,8 +102,20 @@ async fn run(gateway: Arc<Gateway>, socket: WebSocket, account: Option<AccountId
     });
     gateway.metrics.ws_connections.fetch_add(1, Ordering::Relaxed);
     let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-    let mut conn = Connection { gateway: Arc::clone(&gateway), id, out, account, subscriptions: HashMap::new() };
-    while let Some(frame) = stream.next().await {
+    let mut conn = Connection { gateway: Arc::clone(&gateway), id, out, identity, subscriptions: HashMap::new() };
+    let mut revocations = gateway.revocations.watch();
+    loop {
+        let frame = tokio::select! {
+            frame = stream.next() => frame,
+            Ok(()) = revocations.changed() => {
+                if conn.identity.is_some_and(|i| gateway.revocations.is_revoked(i.key_id)) {
+                    conn.error("key_revoked", "this API key has been revoked; the connection closes").await;
+                    break;
+                }
+                continue;
+            }
+        };
+        let Some(frame) = frame else { break };
         match frame {
             Ok(Message::Text(t)) => {
                 gateway.metrics.ws_messages_in.fetch_add(1, Ordering::Relaxed);
@@ -115,7 +131,7 @@ async fn run(gateway: Arc<Gateway>, socket: WebSocket, account: Option<AccountId
     for (_, task) in conn.subscriptions.drain() {
         task.abort();
     }
-    if let Some(account) = conn.account {
+    if let Some(account) = conn.account() {
         gateway.orders.unsubscribe(account, id);
     }
     drop(conn);
@@ -124,6 +140,10 @@ async fn run(gateway: Arc<Gateway>, socket: WebSocket, account: Option<AccountId
 }
 
 impl Connection {
+    fn account(&self) -> Option<AccountId> {
+        self.identity.map(|i| i.account)
+    }
+
     async fn send(&self, message: Message) {
         let _ = self.out.send(message).await;
     }
@@ -164,14 +184,15 @@ impl Connection {
 
     fn auth(&mut self, frame: &Frame<'_>) -> Result<(), ApiError> {
         let key = frame.str("api_key");
-        let account = self.gateway.authenticate(key.as_deref())?;
-        if self.account.is_some_and(|a| a != account) {
+        let identity = self.gateway.authenticate(key.as_deref())?;
+        let account = identity.account;
+        if self.account().is_some_and(|a| a != account) {
             return Err(ApiError::bad_request(
                 "already_authenticated",
                 "this connection is authenticated as another account",
             ));
         }
-        self.account = Some(account);
+        self.identity = Some(identity);
         Ok(())
     }
 
@@ -192,7 +213,7 @@ impl Connection {
         let task = match channel.as_str() {
             "orders" if self.gateway.config.order_entry => {
                 let account = self
-                    .account
+                    .account()
                     .ok_or_else(|| ApiError::unauthorized("the orders channel needs authentication (op auth)"))?;
                 let rx = self.gateway.orders.subscribe(account, self.id, self.gateway.config.ws_queue);
                 tokio::spawn(forward_orders(rx, self.out.clone()))
@@ -226,7 +247,7 @@ impl Connection {
             .ok_or_else(|| ApiError::bad_request("not_subscribed", "no such subscription"))?;
         task.abort();
         if channel == "orders" {
-            if let Some(account) = self.account {
+            if let Some(account) = self.account() {
                 self.gateway.orders.unsubscribe(account, self.id);
             }
         }
@@ -259,8 +280,10 @@ impl Connection {
     }
 
     fn start_order_op(&self, op: &str, frame: &Frame<'_>) -> Result<Started, ApiError> {
-        let account =
-            self.account.ok_or_else(|| ApiError::unauthorized("order entry needs authentication (op auth)"))?;
+        let identity =
+            self.identity.ok_or_else(|| ApiError::unauthorized("order entry needs authentication (op auth)"))?;
+        Gateway::may_trade(&identity)?;
+        let account = identity.account;
         let decision = self.gateway.rate_check(account);
         if !decision.allowed {
             return Err(ApiError::new(

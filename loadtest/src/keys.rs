@@ -71,7 +71,7 @@ mod tests {
         let ring = KeyRing::load_or_create(dir.path()).expect("secret");
         let keys = mint(dir.path(), 3).expect("minted");
         assert_eq!(keys.len(), 3);
-        assert_eq!(ring.verify(&keys[2]).expect("valid").to_string(), "lt-0003");
+        assert_eq!(ring.verify(&keys[2]).expect("valid").account.to_string(), "lt-0003");
         let file = dir.path().join("keys.txt");
         fs::write(&file, format!("# keys\n{}\n\n{}\n", keys[0], keys[1])).expect("written");
         assert_eq!(from_file(&file, None).expect("read"), keys[..2].to_vec());

@@ -16,12 +16,22 @@ pub enum Topic {
     Snapshots,
     /// Which engine runs each shard (distributed mode): claims, renewals, releases.
     Leases,
+    /// API-key events (mints and revocations), keyed by key id, compacted; partition 0
+    /// only. Every gateway on Kafka reads it (see `tachyon_gateway::keys`).
+    Keys,
 }
 
 impl Topic {
     /// Every topic, in a fixed order.
-    pub const ALL: [Topic; 6] =
-        [Topic::Orders, Topic::Executions, Topic::MarketData, Topic::DeadLetter, Topic::Snapshots, Topic::Leases];
+    pub const ALL: [Topic; 7] = [
+        Topic::Orders,
+        Topic::Executions,
+        Topic::MarketData,
+        Topic::DeadLetter,
+        Topic::Snapshots,
+        Topic::Leases,
+        Topic::Keys,
+    ];
 
     /// The topic's name on the broker (and its directory in the embedded journal).
     pub fn name(self) -> &'static str {
@@ -32,6 +42,7 @@ impl Topic {
             Topic::DeadLetter => "tachyon.dlq",
             Topic::Snapshots => "tachyon.snapshots",
             Topic::Leases => "tachyon.leases",
+            Topic::Keys => "tachyon.keys",
         }
     }
 }
