@@ -179,7 +179,9 @@ impl fmt::Display for ApiKey {
 /// Mints and verifies API keys under one secret.
 #[derive(Clone)]
 pub struct KeyRing {
-    secret: [u8; SECRET_BYTES],
+    /// HMAC-SHA256 keyed with the secret: the key schedule runs once here, and every tag
+    /// starts from a copy of it.
+    keyed: HmacSha256,
 }
 
 impl fmt::Debug for KeyRing {
@@ -194,8 +196,10 @@ impl KeyRing {
     /// # Errors
     /// [`AuthError::BadSecret`] unless the secret is exactly 32 bytes.
     pub fn from_secret(secret: &[u8]) -> Result<Self, AuthError> {
-        let secret: [u8; SECRET_BYTES] = secret.try_into().map_err(|_| AuthError::BadSecret(secret.len()))?;
-        Ok(Self { secret })
+        if secret.len() != SECRET_BYTES {
+            return Err(AuthError::BadSecret(secret.len()));
+        }
+        Ok(Self { keyed: HmacSha256::new_from_slice(secret).expect("HMAC accepts a key of any length") })
     }
 
     /// The key ring of a data directory: its secret file, created with a fresh random
@@ -233,11 +237,11 @@ impl KeyRing {
         }
         fs::remove_file(&tmp)?;
         fs::File::open(data_dir)?.sync_all()?;
-        Ok(Self { secret })
+        Self::from_secret(&secret)
     }
 
     fn mac(&self, domain: &[u8], parts: &[&str]) -> HmacSha256 {
-        let mut mac = HmacSha256::new_from_slice(&self.secret).expect("HMAC accepts a key of any length");
+        let mut mac = self.keyed.clone();
         mac.update(domain);
         for (i, part) in parts.iter().enumerate() {
             if i > 0 {
@@ -284,7 +288,11 @@ impl KeyRing {
     /// The id of `account`'s first-format key: derived from the account under the secret,
     /// so it can be listed and revoked, and never equal to another account's.
     pub fn legacy_id(&self, account: AccountId) -> KeyId {
-        let digest = self.mac(b"tachyon-api-key-v1-id:", &[&account.to_string()]).finalize().into_bytes();
+        self.legacy_id_of(&account.to_string())
+    }
+
+    fn legacy_id_of(&self, account: &str) -> KeyId {
+        let digest = self.mac(b"tachyon-api-key-v1-id:", &[account]).finalize().into_bytes();
         let mut id = [0u8; 8];
         id.copy_from_slice(&digest[..8]);
         KeyId(u64::from_le_bytes(id))
@@ -297,13 +305,19 @@ impl KeyRing {
     /// [`AuthError::Malformed`] for something that is not a key of either format,
     /// [`AuthError::Invalid`] for a well-formed key that this secret did not mint.
     pub fn verify(&self, key: &str) -> Result<Identity, AuthError> {
-        let parts: Vec<&str> = key.splitn(6, '.').collect();
-        match parts.as_slice() {
+        // At most five dot-separated fields, without allocating (this runs on every request).
+        let mut fields = [""; 5];
+        let mut count = 0;
+        for field in key.split('.') {
+            *fields.get_mut(count).ok_or(AuthError::Malformed)? = field;
+            count += 1;
+        }
+        match &fields[..count] {
             [PREFIX_V1, account, tag] => {
                 let id = AccountId::parse(account).map_err(|_| AuthError::Malformed)?;
                 let tag = URL_SAFE_NO_PAD.decode(tag).map_err(|_| AuthError::Malformed)?;
                 self.tag_v1(account).verify_slice(&tag).map_err(|_| AuthError::Invalid)?;
-                Ok(Identity { account: id, scope: Scope::Trade, key_id: self.legacy_id(id) })
+                Ok(Identity { account: id, scope: Scope::Trade, key_id: self.legacy_id_of(account) })
             }
             [PREFIX, account, scope, key_id, tag] => {
                 let id = AccountId::parse(account).map_err(|_| AuthError::Malformed)?;
