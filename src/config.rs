@@ -99,6 +99,17 @@ pub struct GatewaySettings {
     pub md_buffer: usize,
     /// Largest WebSocket message accepted.
     pub max_frame_bytes: usize,
+    /// Open connections the gateway holds; one more is closed at accept.
+    pub max_connections: usize,
+    /// Open connections one client IP may hold.
+    pub max_connections_per_ip: usize,
+    /// A request head must arrive within this, from accept or its first byte.
+    pub header_read_timeout_ms: u64,
+    /// A connection on which nothing moves for this long is closed (an idle keep-alive
+    /// connection, a client that stopped reading, a WebSocket peer that sends nothing).
+    pub idle_timeout_ms: u64,
+    /// How often a WebSocket session pings its peer; below `idle_timeout_ms`.
+    pub ws_ping_interval_ms: u64,
     /// Done orders kept in memory for `GET /v1/orders` (oldest forgotten first).
     pub max_closed_orders: usize,
     /// Fills kept in memory per account for `GET /v1/fills`.
@@ -370,6 +381,11 @@ impl Default for GatewaySettings {
             ws_queue: g.ws_queue,
             md_buffer: g.md_buffer,
             max_frame_bytes: g.max_frame_bytes,
+            max_connections: g.connections.max_total,
+            max_connections_per_ip: g.connections.max_per_ip,
+            header_read_timeout_ms: g.connections.header_read_timeout.as_millis() as u64,
+            idle_timeout_ms: g.connections.idle_timeout.as_millis() as u64,
+            ws_ping_interval_ms: g.connections.ws_ping_interval.as_millis() as u64,
             max_closed_orders: g.store.max_closed_orders,
             max_fills_per_account: g.store.max_fills_per_account,
             admin_accounts: vec!["admin".to_owned()],
@@ -603,6 +619,16 @@ impl Config {
         if self.limits.max_body_bytes < 1024 || self.limits.max_batch_orders == 0 {
             bail!("limits.max_body_bytes must be at least 1024 and limits.max_batch_orders positive");
         }
+        if self.gateway.max_connections == 0 || self.gateway.max_connections_per_ip == 0 {
+            bail!("gateway.max_connections and gateway.max_connections_per_ip must be positive");
+        }
+        let g = &self.gateway;
+        if g.header_read_timeout_ms == 0 || g.ws_ping_interval_ms == 0 || g.ws_ping_interval_ms >= g.idle_timeout_ms {
+            bail!(
+                "gateway.header_read_timeout_ms and gateway.ws_ping_interval_ms must be positive, and \
+                 gateway.ws_ping_interval_ms below gateway.idle_timeout_ms (a live WebSocket peer answers pings)"
+            );
+        }
         if self.gateway.reply_timeout_ms == 0 || self.gateway.ws_queue == 0 || self.gateway.max_frame_bytes < 1024 {
             bail!(
                 "gateway.reply_timeout_ms and gateway.ws_queue must be positive, gateway.max_frame_bytes at least 1024"
@@ -747,6 +773,13 @@ impl Config {
             ws_queue: self.gateway.ws_queue,
             md_buffer: self.gateway.md_buffer,
             max_frame_bytes: self.gateway.max_frame_bytes,
+            connections: tachyon_gateway::ConnectionLimits {
+                max_total: self.gateway.max_connections,
+                max_per_ip: self.gateway.max_connections_per_ip,
+                header_read_timeout: Duration::from_millis(self.gateway.header_read_timeout_ms),
+                idle_timeout: Duration::from_millis(self.gateway.idle_timeout_ms),
+                ws_ping_interval: Duration::from_millis(self.gateway.ws_ping_interval_ms),
+            },
             // Validated by `validate`, so nothing is dropped here.
             admin_accounts: self.gateway.admin_accounts.iter().filter_map(|a| AccountId::parse(a).ok()).collect(),
             // Set by the exchange from where the market data comes from.

@@ -24,6 +24,7 @@
 
 pub mod auth;
 pub mod balances;
+pub mod connections;
 pub mod error;
 pub mod frame;
 pub mod history;
@@ -43,6 +44,7 @@ pub mod symbols;
 pub mod ws;
 
 pub use auth::{ApiKey, AuthError, Identity, KeyId, KeyRing, Scope};
+pub use connections::ConnectionLimits;
 pub use error::ApiError;
 pub use history::History;
 pub use idempotency::{Begin, IdempotencyConfig, IdempotencyStore, StoredResponse, Ticket};

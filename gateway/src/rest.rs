@@ -821,6 +821,7 @@ async fn readyz(State(state): State<AppState>) -> ApiResponse {
 async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::with_capacity(16 * 1024);
     state.gateway.metrics.render(&mut out);
+    state.gateway.connections.render(&mut out);
     state.gateway.latency().render_prometheus(&mut out);
     crate::metrics::write_metric(
         &mut out,

@@ -28,6 +28,7 @@ use tokio::sync::oneshot;
 
 use crate::auth::{Identity, Scope};
 use crate::balances::{BalanceConfig, Balances, TransferJson, TransferRequest};
+use crate::connections::{ConnectionLimits, Connections};
 use crate::error::ApiError;
 use crate::history::History;
 use crate::idempotency::{IdempotencyConfig, IdempotencyStore};
@@ -62,6 +63,8 @@ pub struct GatewayConfig {
     pub md_buffer: usize,
     /// Largest WebSocket frame accepted.
     pub max_frame_bytes: usize,
+    /// Open-connection caps, in total and per client IP.
+    pub connections: ConnectionLimits,
     /// Accounts allowed on `/v1/admin/*`.
     pub admin_accounts: Vec<AccountId>,
     /// Over the backbone, answer a command only once this gateway's own market data
@@ -84,6 +87,7 @@ impl Default for GatewayConfig {
             ws_queue: 4096,
             md_buffer: 4096,
             max_frame_bytes: 64 * 1024,
+            connections: ConnectionLimits::default(),
             admin_accounts: Vec::new(),
             answer_after_market_data: false,
         }
@@ -114,6 +118,8 @@ pub struct Gateway {
     keys: KeyRing,
     /// Revoked key ids (from the key log or the keys topic): refused with 401 `key_revoked`.
     pub revocations: Arc<Revocations>,
+    /// Open connections under the caps (the listener admits through it).
+    pub connections: Arc<Connections>,
     limiter: RateLimiter,
     pub(crate) idempotency: IdempotencyStore,
     path: OrderPath,
@@ -185,6 +191,7 @@ impl Gateway {
             symbols,
             keys,
             revocations: Arc::default(),
+            connections: Arc::new(Connections::new(config.connections.within_descriptor_limit())),
             path,
             next_request: AtomicU64::new(1),
             next_order_id: AtomicU64::new(1),

@@ -104,9 +104,32 @@ async fn run(gateway: Arc<Gateway>, socket: WebSocket, identity: Option<Identity
     let id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
     let mut conn = Connection { gateway: Arc::clone(&gateway), id, out, identity, subscriptions: HashMap::new() };
     let mut revocations = gateway.revocations.watch();
+    // A ping every interval keeps a live peer talking (browsers and WebSocket libraries
+    // answer pings themselves); a peer silent for the idle timeout is dead or stuck and is
+    // dropped, so its connection, queue and subscriptions do not linger.
+    let limits = gateway.connections.limits();
+    let mut ping =
+        tokio::time::interval_at(tokio::time::Instant::now() + limits.ws_ping_interval, limits.ws_ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = tokio::time::Instant::now();
     loop {
         let frame = tokio::select! {
             frame = stream.next() => frame,
+            _ = ping.tick() => {
+                if last_heard.elapsed() >= limits.idle_timeout {
+                    gateway.connections.count_stall();
+                    gateway.metrics.ws_errors.fetch_add(1, Ordering::Relaxed);
+                    let _ = conn.out.try_send(error_frame(
+                        "idle_timeout",
+                        "nothing was received for the idle timeout (pings unanswered); the connection closes",
+                    ));
+                    break;
+                }
+                // A full queue means the peer is not reading: the socket's own stall timer
+                // handles that, and a ping would only wait behind the queue.
+                let _ = conn.out.try_send(Message::Ping(axum::body::Bytes::new()));
+                continue;
+            }
             Ok(()) = revocations.changed() => {
                 if conn.identity.is_some_and(|i| gateway.revocations.is_revoked(i.key_id)) {
                     conn.error("key_revoked", "this API key has been revoked; the connection closes").await;
@@ -116,6 +139,7 @@ async fn run(gateway: Arc<Gateway>, socket: WebSocket, identity: Option<Identity
             }
         };
         let Some(frame) = frame else { break };
+        last_heard = tokio::time::Instant::now();
         match frame {
             Ok(Message::Text(t)) => {
                 gateway.metrics.ws_messages_in.fetch_add(1, Ordering::Relaxed);

@@ -6,11 +6,14 @@
 //! per-request tasks. Plain `http://` only: load tests run on loopback.
 
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use anyhow::{bail, Context, Result};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::WebSocketStream;
 
 /// Where requests go: the socket address and the `Host` header.
 #[derive(Clone, Debug)]
@@ -43,6 +46,51 @@ impl Target {
     }
 }
 
+/// Source addresses a loopback target's connections rotate over: the tool stands for many
+/// clients, and a gateway caps connections per client address (1,000 by default), so
+/// thousands of connections from one address would be refused as a flood.
+const LOOPBACK_SOURCES: u32 = 250;
+
+/// Opens a TCP connection to `addr` with `TCP_NODELAY`. To a loopback IPv4 target the
+/// connections are spread over the source addresses 127.0.0.1–127.0.0.250 (all of
+/// 127.0.0.0/8 is local on Linux); any other target is dialled from the default address.
+///
+/// # Errors
+/// The connection failed.
+pub async fn dial(addr: SocketAddr) -> io::Result<TcpStream> {
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let stream = match addr.ip() {
+        IpAddr::V4(ip) if ip.is_loopback() => {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed) % LOOPBACK_SOURCES;
+            let socket = TcpSocket::new_v4()?;
+            let [_, _, hi, lo] = (n + 1).to_be_bytes();
+            socket.bind(SocketAddr::new(IpAddr::V4(Ipv4Addr::new(127, 0, hi, lo)), 0))?;
+            socket.connect(addr).await?
+        }
+        _ => TcpStream::connect(addr).await?,
+    };
+    stream.set_nodelay(true)?;
+    Ok(stream)
+}
+
+/// Opens a WebSocket to `target`'s `/v1/ws` over [`dial`], with `headers` (e.g. the API
+/// key) on the upgrade request.
+///
+/// # Errors
+/// The connection or the upgrade failed.
+pub async fn dial_ws(target: &Target, headers: &[(&'static str, &str)]) -> Result<WebSocketStream<TcpStream>> {
+    let url = format!("{}/v1/ws", target.ws_base);
+    let mut request = url.as_str().into_client_request()?;
+    for (name, value) in headers {
+        request.headers_mut().insert(*name, value.parse()?);
+    }
+    let stream = dial(target.addr).await.with_context(|| format!("connecting {url}"))?;
+    let (ws, _) = tokio_tungstenite::client_async_with_config(request, stream, None)
+        .await
+        .with_context(|| format!("upgrading {url}"))?;
+    Ok(ws)
+}
+
 /// A parsed response: status and the body's range in the connection's buffer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Head {
@@ -68,8 +116,7 @@ impl Conn {
     /// # Errors
     /// The connection failed.
     pub async fn connect(addr: SocketAddr) -> io::Result<Self> {
-        let stream = TcpStream::connect(addr).await?;
-        stream.set_nodelay(true)?;
+        let stream = dial(addr).await?;
         Ok(Self { stream, buf: vec![0; 8192], closed: false })
     }
 

@@ -22,11 +22,10 @@ use rustc_hash::FxHashMap;
 use serde::Deserialize;
 use tachyon_proto::fixed::Step;
 use tokio::sync::mpsc as tmpsc;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::flow::{lots_of, Action, Flow, Instrument, Market, Mix};
-use crate::http::{self, Conn, Target};
+use crate::http::{self, dial_ws, Conn, Target};
 use crate::pacer::Pacer;
 use crate::schedule::Schedule;
 use crate::stats::Sample;
@@ -635,9 +634,7 @@ async fn follow_trades(worker: Rc<Worker>) -> Result<impl std::future::Future<Ou
         #[serde(borrow)]
         trade_id: Option<Cow<'a, str>>,
     }
-    let url = format!("{}/v1/ws", worker.shared.target.ws_base);
-    let (mut ws, _) =
-        tokio_tungstenite::connect_async(url.as_str()).await.with_context(|| format!("connecting {url}"))?;
+    let mut ws = dial_ws(&worker.shared.target, &[]).await?;
     for inst in &worker.shared.market.instruments {
         let op = format!(r#"{{"op":"subscribe","channel":"trades","symbol":"{}"}}"#, inst.name);
         ws.send(Message::text(op)).await?;
@@ -863,11 +860,8 @@ async fn drive_ws(worker: &Rc<Worker>) -> Result<()> {
     let mut links = Vec::with_capacity(worker.keys.len());
     let mut readers = tokio::task::JoinSet::new();
     for key in &worker.keys {
-        let mut request = format!("{}/v1/ws", worker.shared.target.ws_base).into_client_request()?;
-        request.headers_mut().insert("X-API-Key", key.parse()?);
-        let (ws, _) = tokio_tungstenite::connect_async_with_config(request, None, true)
-            .await
-            .context("opening an order-entry WebSocket")?;
+        let ws =
+            dial_ws(&worker.shared.target, &[("X-API-Key", key)]).await.context("opening an order-entry WebSocket")?;
         let (mut sink, mut stream) = ws.split();
         let (tx, mut rx) = tmpsc::unbounded_channel::<String>();
         // Writer: everything queued goes out in one flush.

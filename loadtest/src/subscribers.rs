@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 use tachyon_proto::Timestamp;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::http::Target;
+use crate::http::{dial_ws, Target};
 use crate::plot::{self, XAxis};
 use crate::report;
 use crate::stats::{histogram, Percentiles};
@@ -101,7 +101,7 @@ pub fn run(config: &SubscriberConfig, out: &Path) -> Result<SubscriberReport> {
         let deadline = Instant::now() + config.duration;
         let mut tasks = tokio::task::JoinSet::new();
         for _ in 0..config.subscribers {
-            tasks.spawn(subscriber(target.ws_base.clone(), config.clone(), Arc::clone(&book), deadline));
+            tasks.spawn(subscriber(target.clone(), config.clone(), Arc::clone(&book), deadline));
         }
         let mut tallies = Vec::with_capacity(config.subscribers);
         while let Some(t) = tasks.join_next().await {
@@ -183,7 +183,7 @@ pub fn table(r: &SubscriberReport) -> String {
     )
 }
 
-async fn subscriber(ws_base: String, config: SubscriberConfig, book: Arc<SpreadBook>, deadline: Instant) -> Tally {
+async fn subscriber(target: Target, config: SubscriberConfig, book: Arc<SpreadBook>, deadline: Instant) -> Tally {
     #[derive(Deserialize)]
     struct Msg<'a> {
         #[serde(borrow)]
@@ -210,13 +210,7 @@ async fn subscriber(ws_base: String, config: SubscriberConfig, book: Arc<SpreadB
         errors: Default::default(),
         connected: false,
     };
-    let url = format!("{ws_base}/v1/ws");
-    let Ok(Ok((mut ws, _))) = tokio::time::timeout_at(
-        deadline.into(),
-        tokio_tungstenite::connect_async_with_config(url.as_str(), None, true),
-    )
-    .await
-    else {
+    let Ok(Ok(mut ws)) = tokio::time::timeout_at(deadline.into(), dial_ws(&target, &[])).await else {
         *tally.errors.entry("connect_error".to_owned()).or_insert(0) += 1;
         return tally;
     };
